@@ -1,0 +1,97 @@
+"""``govmail doctor``: checks configuration, database, directory and outbox, and says how to fix them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+from sqlalchemy import func, select
+
+from cli.app import EXIT_FAILED, App
+from directory.embedded import local_slapd
+from provisioning.db import schema_status
+from provisioning.errors import GovmailError
+from provisioning.models import OutboxEntry, utcnow
+
+Check = tuple[str, str, str]  # (status ok|warn|fail, detail, fix)
+
+
+def _config(app: App) -> Check:
+    s = app.settings
+    if s.config_file is None:
+        return "warn", "no configuration file; built-in defaults", "govmail init --data-dir DIR; export GOVMAIL_CONFIG=DIR/govmail.toml"
+    if not s.directory.bind_password:
+        return "fail", f"no bind password ({s.path(s.directory.bind_password_file)})", "write it to that file (mode 0600) or set GOVMAIL_DIRECTORY_BIND_PASSWORD"
+    return "ok", str(s.config_file), ""
+
+
+def _database(app: App) -> Check:
+    current, head = schema_status(app.factory.kw["bind"])
+    where = app.settings.database.url.split("@")[-1]
+    if current != head:
+        return "fail", f"{where}: schema at {current or 'none'}, code expects {head}", "govmail up (applies migrations)"
+    return "ok", f"{where}: schema {head}", ""
+
+
+def _embedded(app: App) -> Check:
+    if not app.settings.directory.embedded:
+        return "ok", "external directory (not managed by govmail)", ""
+    server = local_slapd(app.settings)
+    if not server.is_running():
+        return "fail", f"embedded slapd not running (log: {server.log_file})", "govmail up"
+    return "ok", f"embedded slapd pid {server.pid()}", ""
+
+
+def _directory(app: App) -> Check:
+    with app.directory.connect() as conn:
+        conn.search("cn=Subschema", "(objectClass=subschema)", search_scope="BASE", attributes=["objectClasses"])
+        classes = " ".join(str(v) for v in conn.response[0]["attributes"].get("objectClasses", []))
+    missing = [c for c in ("govmailAccount", "govmailAgency") if f"'{c}'" not in classes]
+    if missing:
+        return "fail", f"schema lacks {', '.join(missing)}", "load directory/schema/govmail.ldif (see docs/directory.md)"
+    return "ok", f"bound as {app.settings.directory.bind_dn}; govmail schema loaded", ""
+
+
+def _outbox(app: App) -> Check:
+    with app.factory() as session:
+        count, oldest, failing = session.execute(select(
+            func.count(), func.min(OutboxEntry.created_at), func.count(OutboxEntry.last_error))).one()
+        last_error = session.scalar(select(OutboxEntry.last_error).where(OutboxEntry.last_error.is_not(None)).limit(1))
+    if not count:
+        return "ok", "no changes waiting", ""
+    age = utcnow() - (oldest if oldest.tzinfo else oldest.replace(tzinfo=utcnow().tzinfo))
+    detail = f"{count} change(s) waiting, oldest {int(age.total_seconds())} s"
+    if failing:
+        return "fail", f"{detail}; {failing} failing, e.g. {last_error}", "fix the cause, then: govmail directory sync"
+    return ("warn" if age.total_seconds() > 300 else "ok"), detail, "govmail directory sync"
+
+
+CHECKS: list[tuple[str, Callable[[App], Check]]] = [
+    ("configuration", _config), ("database", _database), ("embedded slapd", _embedded),
+    ("directory", _directory), ("outbox", _outbox),
+]
+
+
+@click.command()
+@click.pass_obj
+def doctor(app: App) -> None:
+    """Check configuration, database, directory (connection and schema) and the outbox backlog.
+
+    Exit code 1 when a check fails; each failure says how to fix it.
+
+    \b
+    Example:
+      govmail doctor --format json
+    """
+    rows = []
+    for name, check in CHECKS:
+        try:
+            status, detail, fix = check(app)
+        except GovmailError as exc:
+            status, detail, fix = "fail", str(exc), ""
+        except Exception as exc:  # a check must report, never crash the doctor
+            status, detail, fix = "fail", f"{type(exc).__name__}: {exc}", ""
+        rows.append({"check": name, "status": status, "detail": detail, "fix": fix})
+    app.emit(rows, ["check", "status", "detail", "fix"])
+    if any(r["status"] == "fail" for r in rows):
+        raise SystemExit(EXIT_FAILED)

@@ -1,0 +1,170 @@
+"""The ``govmail`` command: global options, ``init``, ``up``, ``doctor`` and the command groups."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+from cli.account import account
+from cli.agency import agency
+from cli.app import FORMATS, App, GovmailGroup
+from cli.directory import directory, start_embedded
+from cli.doctor import doctor
+from provisioning.config import load_settings
+from provisioning.db import make_engine, migrate
+from provisioning.errors import ConfigError
+
+CONFIG_TEMPLATE = '''\
+# govmail configuration. Every key may also be set from the environment as
+# GOVMAIL_<SECTION>_<KEY> (e.g. GOVMAIL_DATABASE_URL); the environment wins.
+# Relative paths are taken from data_dir.
+
+# Where govmail keeps its files (database, embedded slapd, secrets).
+data_dir = "{data_dir}"
+
+[database]
+# SQLAlchemy URL of the system of record. SQLite (WAL mode) by default; for several
+# gateway/portal workers use PostgreSQL: "postgresql+psycopg://govmail@db.example/govmail".
+url = "{database_url}"
+
+[directory]
+# LDAP server(s), tried in order (multi-provider failover). No trailing slash.
+urls = ["ldap://127.0.0.1:{port}"]
+base_dn = "{base_dn}"
+# The account govmail writes with, and a file holding its password (0600).
+bind_dn = "cn=admin,{base_dn}"
+bind_password_file = "secrets/ldap-admin.password"
+# true: govmail runs its own slapd for urls[0] (govmail up); false: an existing server.
+embedded = true
+state_dir = "slapd"
+start_tls = false
+timeout = 10
+# Publish each change right after it is committed (otherwise: govmail directory sync).
+sync_after_change = true
+
+[accounts]
+# "given_initials": Nguyễn Thị Lâm -> lamnt; "full_name": Phạm Thị Trang -> phamthitrang.
+address_style = "given_initials"
+# Local parts never given to an account, in addition to postmaster, abuse, admin, ...
+reserved = []
+default_quota_mb = 2048
+# Days between retire and purge (mailbox kept, login refused).
+retention_days = 90
+
+[passwords]
+min_length = 10
+max_bytes = 128
+# Generated initial passwords (stored as {{SSHA512}}; change forced at first use).
+initial_length = 16
+# argon2id cost for passwords people choose (stored as {{ARGON2}}).
+argon2_memory_kib = 65536
+argon2_time_cost = 3
+argon2_parallelism = 1
+
+[agencies]
+# Levels, top to bottom (districts were abolished in 2025; history keeps them).
+levels = ["central", "province", "district", "commune"]
+'''
+
+
+@click.group(cls=GovmailGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), envvar="GOVMAIL_CONFIG",
+              help="Configuration file (default: $GOVMAIL_CONFIG, else built-in defaults).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Output format for what the command prints.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, fmt: str) -> None:
+    """govmail: official mail accounts for a province, published to LDAP.
+
+    \b
+    Example:
+      govmail init --data-dir /var/lib/govmail
+      export GOVMAIL_CONFIG=/var/lib/govmail/govmail.toml
+      govmail up
+      govmail agency add 000.00.00.H62 --name "UBND tỉnh Vĩnh Phúc" --level province --domain vinhphuc.gov.vn
+      govmail account create --agency 000.00.00.H62 --name "Nguyễn Thị Lâm"
+    """
+    ctx.obj = App(config_path=config_path, fmt=fmt)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True,
+              help="Directory for the configuration, database, slapd and secrets.")
+@click.option("--base-dn", default="dc=govmail,dc=local", show_default=True, help="LDAP suffix.")
+@click.option("--port", default=3389, show_default=True, help="Loopback port of the embedded slapd.")
+@click.option("--database-url", default="sqlite:///govmail.db", show_default=True,
+              help="SQLAlchemy URL; relative SQLite paths are under the data directory.")
+def init(data_dir: Path, base_dn: str, port: int, database_url: str) -> None:
+    """Create a data directory with an annotated govmail.toml, a bind secret and the database.
+
+    Running it again on an initialised directory changes nothing.
+
+    \b
+    Example:
+      govmail init --data-dir /var/lib/govmail
+    """
+    data_dir = data_dir.expanduser().resolve()
+    config_file = data_dir / "govmail.toml"
+    if config_file.exists():
+        click.echo(f"{config_file} already exists; nothing changed.")
+        return
+    (data_dir / "secrets").mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(data_dir / "secrets", 0o700)
+    secret = data_dir / "secrets" / "ldap-admin.password"
+    if not secret.exists():
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))  # no newline: ldapsearch -y reads it whole
+    config_file.write_text(CONFIG_TEMPLATE.format(
+        data_dir=data_dir, database_url=database_url, port=port, base_dn=base_dn), encoding="utf-8")
+    settings = load_settings(config_file)
+    migrate(make_engine(settings.database.url))
+    click.echo(f"Initialised {data_dir}\nNext:\n  export GOVMAIL_CONFIG={config_file}\n  govmail up")
+
+
+@cli.command()
+@click.pass_obj
+def up(app: App) -> None:
+    """Apply database migrations, start the embedded slapd (if configured) and publish queued changes.
+
+    \b
+    Example:
+      GOVMAIL_CONFIG=/var/lib/govmail/govmail.toml govmail up
+    """
+    settings = app.settings
+    if settings.config_file is None:
+        raise ConfigError("no configuration: give --config FILE or set GOVMAIL_CONFIG (create one with govmail init)")
+    migrate(make_engine(settings.database.url))
+    if settings.directory.embedded:
+        start_embedded(app)
+    app.publish()
+    click.echo(f"govmail is up: database {settings.database.url.split('@')[-1]}, "
+               f"directory {settings.directory.urls[0]} ({settings.directory.base_dn})")
+
+
+def _set_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).fmt = value
+
+
+def _accept_format_everywhere(group: click.Group) -> None:
+    """Let ``--format`` also follow the subcommand (govmail account list --format json)."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_format_everywhere(command)
+        elif command.name != "init":
+            command.params.append(click.Option(
+                ["--format"], type=click.Choice(FORMATS), expose_value=False, callback=_set_format,
+                help="Output format: table, csv or json."))
+
+
+for _group in (agency, account, directory, doctor):
+    cli.add_command(_group)
+_accept_format_everywhere(cli)
+
+
+def main() -> None:
+    cli(prog_name="govmail")

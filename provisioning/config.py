@@ -1,0 +1,237 @@
+"""Configuration: one annotated TOML file plus ``GOVMAIL_*`` environment overrides.
+
+:func:`load_settings` reads the file named by ``--config`` / ``GOVMAIL_CONFIG``, applies environment
+overrides (``GOVMAIL_<SECTION>_<KEY>``, e.g. ``GOVMAIL_DATABASE_URL``) and returns one frozen
+:class:`Settings` passed down explicitly. Relative paths are resolved against ``data_dir``.
+Secrets are wrapped in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from provisioning.errors import ConfigError
+
+ENV_PREFIX = "GOVMAIL_"
+LEVELS_DEFAULT = ("central", "province", "district", "commune")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an error message."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one call that needs it (a bind, a hash)."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///govmail.db"
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    urls: tuple[str, ...] = ("ldap://127.0.0.1:3389",)
+    base_dn: str = "dc=govmail,dc=local"
+    bind_dn: str = "cn=admin,dc=govmail,dc=local"
+    bind_password: Secret = field(default_factory=lambda: Secret(""))
+    bind_password_file: str = "secrets/ldap-admin.password"
+    embedded: bool = True
+    state_dir: str = "slapd"
+    start_tls: bool = False
+    timeout: float = 10.0
+    sync_after_change: bool = True
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    address_style: str = "given_initials"
+    reserved: tuple[str, ...] = ()
+    default_quota_mb: int = 2048
+    retention_days: int = 90
+
+
+@dataclass(frozen=True)
+class PasswordSettings:
+    min_length: int = 10
+    max_bytes: int = 128
+    initial_length: int = 16
+    argon2_memory_kib: int = 65536
+    argon2_time_cost: int = 3
+    argon2_parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class AgencySettings:
+    levels: tuple[str, ...] = LEVELS_DEFAULT
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".")
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    agencies: AgencySettings = field(default_factory=AgencySettings)
+    config_file: Path | None = None
+
+    def path(self, value: str) -> Path:
+        """``value`` as an absolute path, relative ones taken from ``data_dir``."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.data_dir / p
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "directory": DirectorySettings,
+    "accounts": AccountSettings,
+    "passwords": PasswordSettings,
+    "agencies": AgencySettings,
+}
+
+
+def _convert(section: str, key: str, raw: Any, target: Any) -> Any:
+    """Convert a TOML or environment value to the type of the field's default."""
+    where = f"[{section}] {key}"
+    try:
+        if isinstance(target, Secret):
+            return Secret(str(raw))
+        if isinstance(target, bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(target, int):
+            if isinstance(raw, bool):
+                raise ValueError("expected a whole number")
+            return int(raw)
+        if isinstance(target, float):
+            return float(raw)
+        if isinstance(target, tuple):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if not isinstance(raw, str):
+            raise ValueError("expected text")
+        return raw
+    except (TypeError, ValueError) as exc:
+        shown = "********" if isinstance(target, Secret) else repr(raw)
+        raise ConfigError(f"configuration {where} = {shown}: {exc}") from None
+
+
+def _section(name: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(
+            f"configuration [{name}]: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for key in known:
+        target = getattr(defaults, key)
+        env_key = f"{ENV_PREFIX}{name}_{key}".upper()
+        if env_key in env:
+            kwargs[key] = _convert(name, key, env[env_key], target)
+        elif key in values:
+            kwargs[key] = _convert(name, key, values[key], target)
+    return dataclasses.replace(defaults, **kwargs)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build :class:`Settings` from parsed TOML ``data`` and environment ``env``.
+
+    :raises ConfigError: unknown sections or keys, or values of the wrong type.
+    """
+    env = dict(os.environ if env is None else env)
+    unknown = set(data) - set(SECTIONS) - {"data_dir"}
+    if unknown:
+        raise ConfigError(
+            f"configuration: unknown section(s) {', '.join(sorted(unknown))} "
+            f"(known: data_dir, {', '.join(SECTIONS)})"
+        )
+    data_dir = Path(env.get(f"{ENV_PREFIX}DATA_DIR", data.get("data_dir", ".")))
+    data_dir = (data_dir if data_dir.is_absolute() else base_dir / data_dir).resolve()
+    sections = {name: _section(name, cls, data.get(name, {}), env) for name, cls in SECTIONS.items()}
+    directory: DirectorySettings = sections["directory"]
+    if not directory.bind_password:
+        pw_file = Path(directory.bind_password_file).expanduser()
+        pw_file = pw_file if pw_file.is_absolute() else data_dir / pw_file
+        if pw_file.is_file():
+            directory = dataclasses.replace(
+                directory, bind_password=Secret(pw_file.read_text(encoding="utf-8").strip())
+            )
+    for url in directory.urls:
+        if url.endswith("/"):
+            raise ConfigError(
+                f"configuration [directory] urls: {url!r} ends with '/' (write it as {url.rstrip('/')!r})"
+            )
+    if sections["accounts"].address_style not in ("given_initials", "full_name"):
+        raise ConfigError(
+            "configuration [accounts] address_style must be 'given_initials' or 'full_name'"
+        )
+    database: DatabaseSettings = sections["database"]
+    if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
+        rel = database.url[len("sqlite:///"):]
+        if rel and rel != ":memory:":
+            database = dataclasses.replace(database, url=f"sqlite:///{data_dir / rel}")
+    sections["directory"] = directory
+    sections["database"] = database
+    return Settings(data_dir=data_dir, config_file=config_file, **sections)
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file at ``path`` (or ``$GOVMAIL_CONFIG``) and apply overrides.
+
+    With neither, the defaults apply with ``data_dir`` the current directory.
+
+    :raises ConfigError: the file is missing, not valid TOML, or has invalid values.
+    """
+    env = dict(os.environ if env is None else env)
+    if path is None and env.get(f"{ENV_PREFIX}CONFIG"):
+        path = Path(env[f"{ENV_PREFIX}CONFIG"])
+    if path is None:
+        return settings_from_mapping({}, base_dir=Path.cwd(), env=env)
+    path = path.expanduser().resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} not found (create one with: govmail init --data-dir DIR)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    return settings_from_mapping(data, base_dir=path.parent, env=env, config_file=path)
