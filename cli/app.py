@@ -45,6 +45,11 @@ class App:
     def factory(self) -> sessionmaker[Session]:
         return session_factory(make_engine(self.settings.database.url, self.settings.database.echo))
 
+    def close(self) -> None:
+        """Release database connections (called when the command ends)."""
+        if "factory" in self.__dict__:
+            self.factory.kw["bind"].dispose()
+
     @cached_property
     def directory(self) -> Directory:
         return Directory(self.settings.directory)

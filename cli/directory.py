@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cli.app import EXIT_FAILED, App
@@ -88,7 +90,9 @@ def directory_sync(app: App) -> None:
     Example:
       govmail directory sync
     """
-    with click.progressbar(length=0, label="publishing", file=click.get_text_stream("stderr")) as bar:
+    with app.factory() as session:
+        pending = outbox.pending_count(session)
+    with click.progressbar(length=pending, label="publishing", file=sys.stderr) as bar:
         result = sync(app.factory, app.directory, progress=bar.update)
     view = {"applied": result.applied, "failed": result.failed, "remaining": result.remaining,
             "errors": result.errors}

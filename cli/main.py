@@ -88,6 +88,7 @@ def cli(ctx: click.Context, config_path: Path | None, fmt: str) -> None:
       govmail account create --agency 000.00.00.H62 --name "Nguyễn Thị Lâm"
     """
     ctx.obj = App(config_path=config_path, fmt=fmt)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command()

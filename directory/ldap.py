@@ -16,7 +16,7 @@ from provisioning.errors import DirectoryUnavailable
 with warnings.catch_warnings():
     # ldap3 2.9.1 touches pyasn1 >= 0.6's deprecated tagMap/typeMap on import; harmless.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from ldap3 import FIRST, LEVEL, SUBTREE, Connection, Server, ServerPool, Tls
+    from ldap3 import LEVEL, SUBTREE, Connection, Server, Tls
     from ldap3.core.exceptions import (
         LDAPBindError, LDAPCommunicationError, LDAPException, LDAPInvalidCredentialsResult,
         LDAPNoSuchObjectResult, LDAPOperationResult, LDAPSocketOpenError,
@@ -48,44 +48,52 @@ class Directory:
     def agency_dn(self, code: str) -> str:
         return f"govmailAgencyCode={escape_rdn(code)},{self.agencies_dn}"
 
-    def _servers(self) -> ServerPool:
+    def _open(self, url: str) -> Connection:
         tls = Tls() if self.settings.start_tls else None
-        servers = [Server(url, connect_timeout=int(self.settings.timeout), get_info="NO_INFO", tls=tls)
-                   for url in self.settings.urls]
-        return ServerPool(servers, FIRST, active=1, exhaust=False)
+        server = Server(url, connect_timeout=int(self.settings.timeout), get_info="NO_INFO", tls=tls)
+        conn = Connection(
+            server, user=self.settings.bind_dn, password=self.settings.bind_password.reveal(),
+            raise_exceptions=True, receive_timeout=int(self.settings.timeout), read_only=False,
+        )
+        try:
+            if self.settings.start_tls:
+                conn.open()
+                conn.start_tls()
+            conn.bind()
+        except BaseException:
+            _close(conn)
+            raise
+        return conn
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A bound connection as the configured service account, unbound afterwards.
 
+        The URLs are tried in order (failover between multi-provider servers).
+
         :raises DirectoryUnavailable: no server answered or the bind was refused (the message
             names the URLs and the bind DN, never the password).
         """
-        where = ", ".join(self.settings.urls)
-        try:
-            conn = Connection(
-                self._servers(), user=self.settings.bind_dn, password=self.settings.bind_password.reveal(),
-                raise_exceptions=True, receive_timeout=int(self.settings.timeout), read_only=False,
-            )
-            if self.settings.start_tls:
-                conn.open()
-                conn.start_tls()
-            conn.bind()
-        except LINK_ERRORS as exc:
+        failures = []
+        conn = None
+        for url in self.settings.urls:
+            try:
+                conn = self._open(url)
+                break
+            except LINK_ERRORS as exc:
+                failures.append(f"{url}: {type(exc).__name__}")
+        if conn is None:
             raise DirectoryUnavailable(
-                f"cannot reach or bind to the directory at {where} as {self.settings.bind_dn}: "
-                f"{type(exc).__name__} (check [directory] urls and bind_dn, the bind password file, "
-                f"and that slapd runs: govmail directory status)"
-            ) from None
+                f"cannot reach or bind to the directory as {self.settings.bind_dn} "
+                f"({'; '.join(failures)}); check [directory] urls and bind_dn, the bind password "
+                f"file, and that slapd runs (govmail directory status)"
+            )
         try:
             yield conn
         except LINK_ERRORS as exc:
-            raise DirectoryUnavailable(f"lost the directory at {where}: {type(exc).__name__}") from None
+            raise DirectoryUnavailable(f"lost the directory at {conn.server.host}: {type(exc).__name__}") from None
         finally:
-            try:
-                conn.unbind()
-            except LDAPException:
-                pass
+            _close(conn)
 
     def ensure_tree(self, conn: Connection) -> None:
         """Create the base entry and the two organisational units when they are missing."""
@@ -112,3 +120,13 @@ class Directory:
             return bool(conn.search(dn, "(objectClass=*)", search_scope="BASE", attributes=["1.1"]))
         except LDAPNoSuchObjectResult:
             return False
+
+
+def _close(conn: Connection) -> None:
+    """Unbind and close the socket, whatever state the connection is in."""
+    try:
+        conn.unbind()
+    except LDAPException:
+        pass
+    if conn.socket is not None:
+        conn.socket.close()

@@ -23,6 +23,7 @@ Environment overrides: ``SLAPD`` and ``SLAPADD`` (binaries; default: ``PATH``, t
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import shutil
 import signal
@@ -30,9 +31,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 from ldap3.core.exceptions import LDAPInvalidDnError
@@ -41,7 +45,7 @@ from passlib.hash import ldap_salted_sha512
 
 from provisioning.errors import ConfigError, DirectoryUnavailable
 
-__all__ = ["SlapdConfig", "LocalSlapd", "free_port"]
+__all__ = ["SlapdConfig", "LocalSlapd", "free_port", "find_command"]
 
 STANDARD_SCHEMAS = ("core", "cosine", "inetorgperson")
 DEFAULT_SCHEMA_DIR = "/etc/ldap/schema"
@@ -109,8 +113,9 @@ class SlapdConfig:
 class LocalSlapd:
     """Controls one slapd instance living under ``config.state_dir``.
 
-    Instances are cheap and hold no lock: two ``LocalSlapd`` objects (or two processes) on the same
-    state directory see the same server through its pid file.
+    Instances are cheap and keep no state of their own: two ``LocalSlapd`` objects (or two
+    processes) on the same state directory see the same server through its pid file, and
+    :meth:`start` and :meth:`stop` serialise on a lock file so concurrent calls cannot start two.
     """
 
     def __init__(self, config: SlapdConfig) -> None:
@@ -143,6 +148,11 @@ class LocalSlapd:
     def pid_file(self) -> Path:
         """Our pid file for the running slapd."""
         return self.run_dir / "slapd.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) while starting or stopping."""
+        return self.run_dir / "slapd.lock"
 
     @property
     def log_file(self) -> Path:
@@ -188,7 +198,8 @@ class LocalSlapd:
         staging = Path(tempfile.mkdtemp(prefix="slapd.d.", dir=self._root))
         try:
             _run([slapadd, "-n0", "-F", str(staging)], ldif, "slapadd could not load the generated cn=config")
-            _run([slapd, "-Ttest", "-u", "-F", str(staging)], None, "slapd -Ttest rejected the generated cn=config")
+            # -u: slaptest opens databases read-only, and mdb cannot create its files read-only.
+            _run([slapd, "-Ttest", "-u", "-F", str(staging)], None, "slapd -Ttest rejected the cn=config")
             self._install_config(staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -201,6 +212,7 @@ class LocalSlapd:
         cfg = self.config
         module_dir = os.environ.get("SLAPD_MODULE_DIR") or DEFAULT_MODULE_DIR
         parts = [
+            # olcLogLevel only feeds syslog; this server logs to its own file through -d.
             _entry("cn=config", [("objectClass", "olcGlobal"), ("cn", "config"), ("olcLogLevel", "0")]),
             _entry(
                 "cn=module{0},cn=config",
@@ -254,7 +266,13 @@ class LocalSlapd:
 
     def _make_dirs(self) -> None:
         for path in (self._root, self.db_dir, self.run_dir):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"slapd state directory {path}: cannot create it ({exc.strerror}); "
+                    "choose a data directory this user can write"
+                ) from exc
 
     def _install_config(self, staging: Path) -> None:
         try:
@@ -278,26 +296,27 @@ class LocalSlapd:
         does not answer is stopped before raising.
         """
         self._check_socket_path()
-        self.configure()
         deadline = time.monotonic() + timeout
-        pid = self.pid()
-        if pid is not None:
-            if self._wait_until_answering(deadline, pid):
-                return
-            if self._alive(pid):
-                raise DirectoryUnavailable(
-                    f"slapd (pid {pid}, state {self._root}) is running but does not answer on "
-                    f"{self.url}; stop it (govmail directory stop, or kill {pid}) and start again"
-                    + self._log_tail_text()
-                )
-        pid = self._spawn()
-        try:
-            answering = self._wait_until_answering(deadline, pid)
-        except BaseException:
-            self.stop()
-            raise
-        if not answering:
-            self._fail_start(pid, timeout)
+        with self._locked():
+            self.configure()
+            pid = self.pid()
+            if pid is not None:
+                if self._wait_until_answering(deadline, pid):
+                    return
+                if _alive(pid):
+                    raise DirectoryUnavailable(
+                        f"slapd (pid {pid}, state {self._root}) is running but does not answer on "
+                        f"{self.url}; stop it (govmail directory stop, or kill {pid}) and start again"
+                        + self._log_tail_text()
+                    )
+            pid = self._spawn()
+            try:
+                answering = self._wait_until_answering(deadline, pid)
+            except BaseException:
+                self._stop(timeout=10)
+                raise
+            if not answering:
+                self._fail_start(pid, timeout)
 
     def stop(self, timeout: float = 10) -> None:
         """Stop slapd: SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds.
@@ -305,6 +324,10 @@ class LocalSlapd:
         Does nothing (and raises nothing) when slapd is not running; removes the pid file. Raises
         :class:`DirectoryUnavailable` if the process cannot be signalled (another user's process).
         """
+        with self._locked():
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         pid = self.pid()
         if pid is not None:
             self._signal(pid, signal.SIGTERM)
@@ -327,7 +350,7 @@ class LocalSlapd:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if self._alive(pid) and self._is_our_slapd(pid) else None
+        return pid if _alive(pid) and self._is_our_slapd(pid) else None
 
     def answers(self) -> bool:
         """True when an anonymous simple bind on :attr:`url` succeeds right now."""
@@ -351,8 +374,9 @@ class LocalSlapd:
             "-h", f"{self.url}/ {self.ldapi_url}",
             "-d", loglevel,
         ]  # fmt: skip
+        banner = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} govmail: starting {' '.join(argv)}\n"
         with open(self.log_file, "ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} govmail: starting {' '.join(argv)}\n".encode())
+            log.write(banner.encode())
             log.flush()
             proc = subprocess.Popen(
                 argv,
@@ -366,9 +390,16 @@ class LocalSlapd:
         _write_atomically(self.pid_file, f"{proc.pid}\n")
         return proc.pid
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._make_dirs()
+        with open(self.lock_file, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
+
     def _wait_until_answering(self, deadline: float, pid: int) -> bool:
         while True:
-            if not self._alive(pid):
+            if not _alive(pid):
                 return False
             if self.answers():
                 return True
@@ -376,10 +407,10 @@ class LocalSlapd:
                 return False
             time.sleep(_POLL_INTERVAL)
 
-    def _fail_start(self, pid: int, timeout: float) -> None:
-        if self._alive(pid):
+    def _fail_start(self, pid: int, timeout: float) -> NoReturn:
+        if _alive(pid):
             problem = f"did not answer on {self.url} within {timeout:g} s"
-            self.stop()
+            self._stop(timeout=10)
         else:
             proc = _SPAWNED.pop(pid, None)
             code = proc.returncode if proc is not None else None
@@ -391,18 +422,10 @@ class LocalSlapd:
             hint = f"; port {self.config.port} is taken by another program: choose another port"
         raise DirectoryUnavailable(f"slapd {problem}{hint}; full log: {self.log_file}{tail}")
 
-    def _alive(self, pid: int) -> bool:
-        if pid in _SPAWNED:
-            return _SPAWNED[pid].poll() is None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def _is_our_slapd(self, pid: int) -> bool:
+        """Whether a live pid is this state directory's slapd (not a reused process id)."""
+        if pid in _SPAWNED:
+            return True  # our own child; /proc can still show the pre-exec command line just after Popen
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
@@ -413,7 +436,7 @@ class LocalSlapd:
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while self._alive(pid):
+        while _alive(pid):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_POLL_INTERVAL)
@@ -448,6 +471,23 @@ class LocalSlapd:
         if not lines:
             return ""
         return "\nlast lines of the slapd log:\n" + "\n".join(lines)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and has not exited (an unreaped zombie counts as exited)."""
+    if pid in _SPAWNED:
+        return _SPAWNED[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

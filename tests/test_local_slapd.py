@@ -9,13 +9,16 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ldap3
 import pytest
+from ldap3.core.exceptions import LDAPNoSuchObjectResult
 from passlib.hash import argon2, ldap_salted_sha512
 
 from directory.slapd import LocalSlapd, SlapdConfig, find_command, free_port
@@ -43,11 +46,22 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlapd]:
 
 @pytest.fixture(scope="module")
 def root(slapd: LocalSlapd) -> Iterator[ldap3.Connection]:
-    conn = ldap3.Connection(slapd.url, ROOT_DN, ROOT_PW, auto_bind=True, raise_exceptions=True)
-    conn.add(BASE, ["dcObject", "organization"], {"dc": "govmail", "o": "govmail"})
-    conn.add(f"ou=people,{BASE}", ["organizationalUnit"], {"ou": "people"})
-    yield conn
-    conn.unbind()
+    with connect(slapd.url, ROOT_DN, ROOT_PW) as conn:
+        conn.add(BASE, ["dcObject", "organization"], {"dc": "govmail", "o": "govmail"})
+        conn.add(f"ou=people,{BASE}", ["organizationalUnit"], {"ou": "people"})
+        yield conn
+
+
+@contextmanager
+def connect(
+    url: str | ldap3.Server, dn: str | None = None, password: str | None = None
+) -> Iterator[ldap3.Connection]:
+    """A bound ldap3 connection that is unbound (socket closed) on exit, unlike ldap3's own ``with``."""
+    conn = ldap3.Connection(url, dn, password, auto_bind=True, raise_exceptions=True)
+    try:
+        yield conn
+    finally:
+        conn.unbind()
 
 
 def add_account(root: ldap3.Connection, uid: str, password_hash: str, status: str = "active") -> str:
@@ -172,7 +186,8 @@ def _retry_until_socket(path: Path, argv: list[str]) -> subprocess.CompletedProc
 
 def test_a_missing_binary_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SLAPD", raising=False)
-    with pytest.raises(ConfigError, match=r"not found\. Install Debian's slapd package \(apt-get install slapd\) or set SLAPD="):
+    how_to_fix = r"not found\. Install Debian's slapd package \(apt-get install slapd\) or set SLAPD="
+    with pytest.raises(ConfigError, match=how_to_fix):
         find_command("slapd-not-installed", "SLAPD")
     monkeypatch.setenv("SLAPD", "/nonexistent/slapd")
     with pytest.raises(ConfigError, match="SLAPD='/nonexistent/slapd': not an executable file"):
@@ -197,10 +212,11 @@ def test_start_answers_and_publishes_the_schema(slapd: LocalSlapd) -> None:
     assert slapd.url == f"ldap://127.0.0.1:{slapd.config.port}"
     assert slapd.ldapi_url.startswith("ldapi://%2F") and slapd.ldapi_url.endswith("%2Frun%2Fldapi")
     server = ldap3.Server(slapd.url, get_info=ldap3.SCHEMA)
-    with ldap3.Connection(server, auto_bind=True) as conn:
-        assert conn.extend.standard.who_am_i() is None  # anonymous
-        assert "govmailAccount" in server.schema.object_classes
-        assert "govmailAgency" in server.schema.object_classes
+    with connect(server) as conn:
+        assert not conn.extend.standard.who_am_i()  # anonymous
+    assert "govmailAccount" in server.schema.object_classes
+    assert "govmailAgency" in server.schema.object_classes
+    assert "govmailAlias" in server.schema.attribute_types
 
 
 def test_generated_config_keeps_the_root_password_hashed(slapd: LocalSlapd) -> None:
@@ -232,18 +248,17 @@ def test_argon2_and_ssha512_passwords_bind(slapd: LocalSlapd, root: ldap3.Connec
     assert ok.returncode == 0 and ok.stdout.strip() == f"dn:{sha_dn}", ok.stderr
     assert whoami(slapd.url, argon_dn, "wrong").returncode == 49
     # An authenticated user reads the directory (what a mail server's lookup account needs).
-    with ldap3.Connection(slapd.url, sha_dn, "Sha-pass-1", auto_bind=True) as conn:
+    with connect(slapd.url, sha_dn, "Sha-pass-1") as conn:
         conn.search(f"ou=people,{BASE}", "(govmailAlias=lamnt.alias@example.gov.vn)", attributes=["mail"])
         assert [entry.entry_dn for entry in conn.entries] == [argon_dn]
         conn.search(argon_dn, "(objectClass=*)", attributes=["userPassword"])
-        assert "userPassword" not in conn.entries[0].entry_attributes_as_dict
+        assert not conn.response[0]["attributes"].get("userPassword")
 
 
 def test_anonymous_cannot_read_entries(slapd: LocalSlapd, root: ldap3.Connection) -> None:
     add_account(root, "tuyetlta", ldap_salted_sha512.hash("x-1"))
-    with ldap3.Connection(slapd.url, auto_bind=True) as conn:
-        conn.search(BASE, "(uid=tuyetlta)")
-        assert conn.entries == []
+    with connect(slapd.url) as conn, pytest.raises(LDAPNoSuchObjectResult):
+        conn.search(BASE, "(uid=tuyetlta)")  # even the base entry is invisible to anonymous
 
 
 def test_suspended_and_retired_accounts_cannot_bind(slapd: LocalSlapd, root: ldap3.Connection) -> None:
@@ -271,7 +286,7 @@ def test_stop_then_restart_keeps_the_data(tmp_path: Path) -> None:
     server = make_slapd(tmp_path / "state")
     server.start()
     try:
-        with ldap3.Connection(server.url, ROOT_DN, ROOT_PW, auto_bind=True, raise_exceptions=True) as conn:
+        with connect(server.url, ROOT_DN, ROOT_PW) as conn:
             conn.add(BASE, ["dcObject", "organization"], {"dc": "govmail", "o": "govmail"})
         server.stop()
         assert not server.is_running() and server.pid() is None
@@ -279,7 +294,7 @@ def test_stop_then_restart_keeps_the_data(tmp_path: Path) -> None:
         server.stop()  # stopping a stopped server is fine
 
         server.start()
-        with ldap3.Connection(server.url, ROOT_DN, ROOT_PW, auto_bind=True) as conn:
+        with connect(server.url, ROOT_DN, ROOT_PW) as conn:
             assert conn.search(BASE, "(objectClass=organization)", search_scope=ldap3.BASE)
     finally:
         server.stop()
@@ -322,3 +337,28 @@ def test_unusable_schema_dir_is_a_config_error(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError, match="SLAPD_SCHEMA_DIR"):
         server.start()
     assert not server.is_configured()
+
+
+def test_a_server_started_by_another_process_is_seen_and_stopped(tmp_path: Path) -> None:
+    """What `govmail up` then `govmail directory stop` do: two processes, one pid file."""
+    server = make_slapd(tmp_path / "state")
+    starter = (
+        "import os, sys; from pathlib import Path\n"
+        "from directory.slapd import LocalSlapd, SlapdConfig\n"
+        "LocalSlapd(SlapdConfig(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4],"
+        " os.environ['TEST_ROOT_PW'])).start()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", starter, str(server.config.state_dir), BASE,
+         str(server.config.port), ROOT_DN],
+        check=True, timeout=30, cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "TEST_ROOT_PW": ROOT_PW},
+    )  # fmt: skip
+    try:
+        pid = server.pid()
+        assert pid is not None and server.answers()
+        server.start()  # already running: nothing to do
+        assert server.pid() == pid
+    finally:
+        server.stop()
+    assert not server.is_running() and not server.answers()
