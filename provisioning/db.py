@@ -21,17 +21,26 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, foreign keys and a 30 s busy timeout."""
+    """An engine for ``url``; SQLite files get WAL, foreign keys, a 30 s busy timeout and
+    ``BEGIN IMMEDIATE`` transactions."""
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            # Take transaction control from pysqlite, whose implicit BEGIN breaks SAVEPOINTs.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # IMMEDIATE: a writer waits (busy timeout) for another instead of failing later when
+            # its read snapshot turns out to be stale.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
