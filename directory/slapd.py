@@ -51,7 +51,10 @@ STANDARD_SCHEMAS = ("core", "cosine", "inetorgperson")
 DEFAULT_SCHEMA_DIR = "/etc/ldap/schema"
 DEFAULT_MODULE_DIR = "/usr/lib/ldap"
 DEFAULT_LOGLEVEL = "none"
-MODULES = ("back_mdb", "argon2", "pw-sha2")
+# The argon2 parameters apply when slapd hashes a password itself (Password Modify, olcPasswordHash):
+# the same cost as passlib's argon2 defaults that govmail uses. Debian's build hashes with argon2i
+# there; it verifies argon2i and argon2id alike.
+MODULES = ("back_mdb", "argon2 m=65536 t=3 p=4", "pw-sha2")
 # mdb maps the whole size up front but the file stays sparse; a million accounts need ~2-4 GiB.
 DB_MAX_SIZE = 10 * 1024**3
 DB_INDEXES = (
@@ -64,7 +67,8 @@ DB_INDEXES = (
 DB_ACCESS = (
     "to attrs=userPassword filter=(&(objectClass=govmailAccount)(!(govmailStatus=active)))"
     " by * none",
-    "to attrs=userPassword by self write by anonymous auth by * none",
+    # Passwords change only through govmail (policy, audit, and reconcile would undo a direct change).
+    "to attrs=userPassword by anonymous auth by * none",
     "to * by self read by users read by * none",
 )
 PEERCRED_DN = "gidNumber={gid}+uidNumber={uid},cn=peercred,cn=external,cn=auth"

@@ -255,6 +255,26 @@ def test_argon2_and_ssha512_passwords_bind(slapd: LocalSlapd, root: ldap3.Connec
         assert not conn.response[0]["attributes"].get("userPassword")
 
 
+def test_users_cannot_change_their_password_in_the_directory(
+    slapd: LocalSlapd, root: ldap3.Connection
+) -> None:
+    dn = add_account(root, "hoanglv", ldap_salted_sha512.hash("Old-pass-1"))
+    with connect(slapd.url, dn, "Old-pass-1") as conn, pytest.raises(ldap3.core.exceptions.LDAPOperationResult):
+        conn.extend.standard.modify_password(new_password="New-pass-1")  # only govmail changes passwords
+    assert whoami(slapd.url, dn, "Old-pass-1").returncode == 0
+
+
+def test_a_password_set_by_the_server_is_hashed_with_argon2(
+    slapd: LocalSlapd, root: ldap3.Connection
+) -> None:
+    dn = add_account(root, "hoanglv2", ldap_salted_sha512.hash("Old-pass-1"))
+    assert root.extend.standard.modify_password(dn, new_password="New-pass-1")  # olcPasswordHash {ARGON2}
+    root.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["userPassword"])
+    stored = root.entries[0].userPassword.value
+    assert stored.startswith(b"{ARGON2}$argon2") and b"m=65536,t=3,p=4" in stored
+    assert whoami(slapd.url, dn, "New-pass-1").returncode == 0
+
+
 def test_anonymous_cannot_read_entries(slapd: LocalSlapd, root: ldap3.Connection) -> None:
     add_account(root, "tuyetlta", ldap_salted_sha512.hash("x-1"))
     with connect(slapd.url) as conn, pytest.raises(LDAPNoSuchObjectResult):
