@@ -237,15 +237,28 @@ run_tests() {
     debian_phase dovecot-imapd dovecot-ldap
     venv_phase test
     postgres_phase
-    phase "Test suite: python -m pytest $*"
+    phase "Test suite: python -m pytest${*:+ $*}"
     local rc=0
     "$VENV/bin/python" -m pytest "$@" || rc=$?
     if [[ $rc -eq 5 ]]; then
         die "pytest collected no tests (exit 5); that counts as a failure"
     elif [[ $rc -ne 0 ]]; then
-        die "the test suite failed (pytest exit $rc)"
+        printf '\nsetup.sh: error: the test suite failed (pytest exit %d)\n' "$rc" >&2
+        exit "$rc"
     fi
     printf '\nAll tests passed (%d s in all).\n' "$SECONDS"
+}
+
+show_command() {  # print a command as one could type it (arguments with spaces etc. quoted)
+    local arg q="'" line=""
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[][A-Za-z0-9_./:=,@+-]+$ ]]; then
+            line+=" $arg"
+        else
+            line+=" $q${arg//$q/$q\\$q$q}$q"
+        fi
+    done
+    printf '    $%s\n' "$line"
 }
 
 toml_get() {  # $1: config file, $2: python expression over `c` (the parsed TOML)
@@ -264,7 +277,7 @@ run_demo() {
     debian_phase
     venv_phase ""
     gm() {
-        printf '    $ govmail %s\n' "$*"
+        show_command govmail "$@"
         "$VENV/bin/govmail" "$@"
     }
 
@@ -295,10 +308,11 @@ run_demo() {
     gm account list --agency "$agency"
 
     phase "Its LDAP entry"
-    printf '    $ ldapsearch -x -H %s -D cn=admin,%s -y %s -b ou=people,%s -LLL (uid=lamnt) uid cn mail govmailStatus\n' \
-        "$ldap_url" "$base_dn" "$data_dir/secrets/ldap-admin.password" "$base_dn"
-    ldapsearch -x -H "$ldap_url" -D "cn=admin,$base_dn" -y "$data_dir/secrets/ldap-admin.password" \
-        -b "ou=people,$base_dn" -LLL '(uid=lamnt)' uid cn mail govmailStatus
+    local search=(ldapsearch -x -H "$ldap_url" -D "cn=admin,$base_dn" -y "$data_dir/secrets/ldap-admin.password"
+        -b "ou=people,$base_dn" -LLL '(uid=lamnt)' uid cn mail govmailStatus)
+    show_command "${search[@]}"
+    "${search[@]}"
+    info "(cn:: is base64, as LDIF writes any value that is not plain ASCII)"
 
     phase "Health check"
     gm doctor || die "govmail doctor reports a failed check (see above)"

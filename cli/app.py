@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -90,6 +90,16 @@ class App:
         click.echo(render(data, self.fmt, columns), nl=False)
 
 
+@contextmanager
+def progress(label: str, length: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal's stderr (nothing when stderr is a file or pipe)."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
 def discard(session: Session) -> None:
     """Make :meth:`App.unit` roll back instead of committing."""
     session.info["discard"] = True
@@ -149,13 +159,17 @@ def read_password_stdin() -> str:
 
 
 def write_private_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Write a CSV readable by its owner only (0600 from the start, never briefly wider)."""
+    """Write a CSV readable by its owner only (0600 from the start, never briefly wider).
+
+    The last column (a generated password, which never starts with a formula character) is
+    written as it is; the others are made safe for spreadsheets.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        writer.writerows([safe_cell(v) for v in row] for row in rows)
+        writer.writerows([*(safe_cell(v) for v in row[:-1]), row[-1]] for row in rows)
 
 
 def exit_code_for(error: GovmailError) -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from cli.app import EXIT_FAILED, App
+from cli.app import EXIT_FAILED, App, progress
 from directory.embedded import local_slapd
 from directory import reconcile
 from directory.sync import sync
@@ -92,8 +90,8 @@ def directory_sync(app: App) -> None:
     """
     with app.factory() as session:
         pending = outbox.pending_count(session)
-    with click.progressbar(length=pending, label="publishing", file=sys.stderr) as bar:
-        result = sync(app.factory, app.directory, progress=bar.update)
+    with progress("publishing", pending) as update:
+        result = sync(app.factory, app.directory, progress=update)
     view = {"applied": result.applied, "failed": result.failed, "remaining": result.remaining,
             "errors": result.errors}
     app.emit(view)

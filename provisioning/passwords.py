@@ -30,7 +30,8 @@ def generate_initial(length: int = 16) -> str:
         raise ValueError("initial passwords must be at least 12 characters")
     while True:
         chars = [secrets.choice(_ALPHABET) for _ in range(length - 1)]
-        chars.insert(secrets.randbelow(length), secrets.choice(_SYMBOLS))
+        # Never first: a leading '-', '+' or '=' reads as a formula in a spreadsheet.
+        chars.insert(1 + secrets.randbelow(length - 1), secrets.choice(_SYMBOLS))
         pw = "".join(chars)
         if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw):
             return pw
