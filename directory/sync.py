@@ -5,7 +5,8 @@ Each batch goes through three short steps so no database lock is held while LDAP
 1. *claim* (one transaction): pick due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
    workers share the queue), push their ``next_attempt_at`` a lease ahead, and render the current
    SQL state of their objects;
-2. *apply* each object to LDAP (add, modify, move or delete until the entry matches);
+2. *apply* each object to LDAP (add, modify, move or delete until the entry matches); objects that
+   were only just created are added pipelined (``directory.pipeline``), without a look first;
 3. *settle* (one transaction): delete the rows that were applied, and give failed rows their error
    and a back-off.
 
@@ -27,6 +28,7 @@ from directory.entries import (
     READ_ATTRS, Desired, account_entry, add_attributes, agency_entry, decode, differences,
 )
 from directory.ldap import LEVEL, Directory, LDAPOperationResult, escape_filter_chars
+from directory.pipeline import ALREADY_EXISTS, SUCCESS, add_many
 from provisioning.db import transaction
 from provisioning.models import Account, Agency, OutboxEntry, utcnow
 
@@ -121,13 +123,17 @@ def _claim(factory: sessionmaker[Session], directory: Directory, batch: int) -> 
         ))
         by_kind: dict[str, list[str]] = {}
         row_objects: dict[int, tuple[str, str]] = {}
+        updated: set[tuple[str, str]] = set()
         for row in rows:
             row.next_attempt_at = now + LEASE
             by_kind.setdefault(row.object_kind, []).append(row.object_id)
             row_objects[row.id] = (row.object_kind, row.object_id)
+            if row.hint != "create":
+                updated.add((row.object_kind, row.object_id))
         desired = {(kind, oid): d for kind, ids in by_kind.items()
                    for oid, d in render(session, directory, kind, dict.fromkeys(ids)).items()}
-        return [r.id for r in rows], {"rows": row_objects, "desired": desired}
+        fresh = {obj for obj, d in desired.items() if d is not None and obj not in updated}
+        return [r.id for r in rows], {"rows": row_objects, "desired": desired, "fresh": fresh}
 
 
 def _settle(factory: sessionmaker[Session], row_objects: dict[int, tuple[str, str]], errors: dict) -> None:
@@ -140,6 +146,22 @@ def _settle(factory: sessionmaker[Session], row_objects: dict[int, tuple[str, st
             row.attempts += 1
             row.last_error = errors[(row.object_kind, row.object_id)][:2000]
             row.next_attempt_at = utcnow() + min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(row.attempts, 12)))
+
+
+def _add_fresh(conn, directory: Directory, desired: list[Desired], errors: dict) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Add new objects' entries pipelined; returns the objects settled here (added, or refused
+    for a reason other than 'already exists', which is left to a full :func:`publish`)."""
+    if not desired:
+        return set()
+    settled = set()
+    results = add_many(conn, [(d.dn, add_attributes(d)) for d in desired])
+    for d, (code, message) in zip(desired, results):
+        if code == ALREADY_EXISTS:
+            continue
+        settled.add((d.kind, d.object_id))
+        if code != SUCCESS:
+            errors[(d.kind, d.object_id)] = f"{d.kind} {d.label}: result {code}: {message}"
+    return settled
 
 
 def sync(
@@ -158,7 +180,11 @@ def sync(
             if not row_ids:
                 break
             errors: dict[tuple[str, str], str] = {}
+            fresh = [obj for obj in claimed["desired"] if obj in claimed["fresh"]]
+            done = _add_fresh(conn, directory, [claimed["desired"][obj] for obj in fresh], errors)
             for (kind, object_id), desired in claimed["desired"].items():
+                if (kind, object_id) in done:
+                    continue
                 try:
                     if desired is None:
                         unpublish(conn, directory, kind, object_id)

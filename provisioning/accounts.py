@@ -57,7 +57,7 @@ def _changed(session: Session, actor: Actor, action: str, account: Account, befo
     account.updated_at = utcnow()
     session.flush()
     audit.record(session, actor, action, "account", account.id, account.address, before, snapshot(account))
-    outbox.enqueue(session, "account", account.id)
+    outbox.enqueue(session, "account", account.id, "create" if before is None else None)
 
 
 def get_account(session: Session, address: str) -> Account:

@@ -203,7 +203,7 @@ def add_agency(session: Session, settings: Settings, actor: Actor, fields: Agenc
     session.add(agency)
     session.flush()
     audit.record(session, actor, "agency.add", "agency", agency.id, agency.code, None, snapshot(agency))
-    outbox.enqueue(session, "agency", agency.id)
+    outbox.enqueue(session, "agency", agency.id, "create")
     return agency
 
 

@@ -136,6 +136,8 @@ class OutboxEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     object_kind: Mapped[str] = mapped_column(String(16))
     object_id: Mapped[str] = mapped_column(String(36))
+    # "create" when the row comes from creating the object: the syncer may add without looking first.
+    hint: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

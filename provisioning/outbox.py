@@ -15,11 +15,14 @@ from provisioning.models import OutboxEntry
 KINDS = ("account", "agency")
 
 
-def enqueue(session: Session, kind: str, object_id: str) -> None:
-    """Ask for the object's directory entry to be (re)published after this transaction commits."""
+def enqueue(session: Session, kind: str, object_id: str, hint: str | None = None) -> None:
+    """Ask for the object's directory entry to be (re)published after this transaction commits.
+
+    ``hint="create"`` says the object is new, so the syncer may add its entry without looking first.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
-    session.add(OutboxEntry(object_kind=kind, object_id=object_id))
+    session.add(OutboxEntry(object_kind=kind, object_id=object_id, hint=hint))
 
 
 def pending_count(session: Session) -> int:

@@ -209,3 +209,18 @@ def test_injection_attempts_are_stored_literally_and_match_nothing_else(gm: Govm
     with gm.session() as s:
         with pytest.raises(Exception, match="no account"):
             accounts.get_account(s, "*")
+
+
+def test_replayed_create_after_a_crash_falls_back_to_publish(gm: Govmail):
+    """A crash between adding an entry and settling its outbox row replays the add: harmless."""
+    add_province(gm)
+    create(gm, "Nguyễn Thị Lâm")
+    gm.sync()
+    with gm.session() as s, s.begin():
+        account = accounts.get_account(s, "lamnt")
+        account.title = "Changed without an outbox row"  # as if the entry were stale
+        s.add(OutboxEntry(object_kind="account", object_id=account.id, hint="create"))
+    result = gm.sync()
+    assert (result.applied, result.failed) == (1, 0)
+    assert gm.entry("lamnt")["title"] == ["Changed without an outbox row"]
+    assert find_drift(gm.factory, gm.directory) == []
