@@ -21,6 +21,7 @@ from directory.ldap import Directory
 from provisioning import outbox
 from provisioning.audit import Actor
 from provisioning.config import Settings, load_settings
+from provisioning.csvinput import safe_cell
 from provisioning.db import make_engine, session_factory
 from provisioning.errors import ConfigError, DirectoryUnavailable, GovmailError, InvalidInput
 
@@ -109,12 +110,6 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def safe_cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def render(data: dict[str, Any] | Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
     """Records as ``table``, ``csv`` or ``json`` text (JSON keeps Vietnamese text as written)."""
     if fmt == "json":
@@ -176,6 +171,17 @@ def exit_code_for(error: GovmailError) -> int:
     return EXIT_USAGE if isinstance(error, (InvalidInput, ConfigError)) else EXIT_FAILED
 
 
+def describe(error: Exception) -> str:
+    """One line about an unexpected error, without the SQL parameters (they may hold password
+    hashes) or a database's 'Failing row contains' detail."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        return f"{type(error.orig).__name__}: {first}"
+    return f"{type(error).__name__}: {error}"
+
+
 class GovmailGroup(click.Group):
     """A click group that turns govmail errors into one plain line and the design's exit codes."""
 
@@ -190,7 +196,7 @@ class GovmailGroup(click.Group):
         except Exception as error:
             if os.environ.get("GOVMAIL_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(error).__name__}: {error}\n"
+            click.echo(f"internal error: {describe(error)}\n"
                        "Nothing was committed by the failed step. Run again with GOVMAIL_DEBUG=1 "
                        "for the traceback and report it.", err=True)
             ctx.exit(EXIT_FAILED)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cli.account import account
+from cli import bulk as _bulk  # noqa: F401  (adds account bulk-create / bulk-retire)
 from cli.agency import agency
 from cli.app import FORMATS, App, GovmailGroup
 from cli.directory import directory, start_embedded

@@ -146,7 +146,8 @@ def clean_employee_code(value: str | None) -> str | None:
     return clean_text(value, "employee_code", 64)
 
 
-def _check_quota(quota_mb: int) -> int:
+def check_quota(quota_mb: int) -> int:
+    """The quota if it is in range. :raises InvalidInput: negative or absurd."""
     if quota_mb < 0 or quota_mb > 10_000_000:
         raise InvalidInput("quota_mb", quota_mb, "is out of range", "give MiB between 0 and 10000000")
     return quota_mb
@@ -213,7 +214,7 @@ def create_account(
         local_part=local, domain=domain, kind=new.kind, full_name=full_name, agency=agency,
         title=_optional_text(new.title, "title", 128), phone=clean_phone(new.phone),
         employee_code=employee_code, personal_email=clean_personal_email(new.personal_email),
-        quota_mb=_check_quota(settings.accounts.default_quota_mb if new.quota_mb is None else new.quota_mb),
+        quota_mb=check_quota(settings.accounts.default_quota_mb if new.quota_mb is None else new.quota_mb),
         password_hash=password_hash, must_change_password=password is None, status="active",
     )
     session.add(account)
@@ -333,7 +334,7 @@ def update(
     if personal_email is not None:
         account.personal_email = clean_personal_email(personal_email)
     if quota_mb is not None:
-        account.quota_mb = _check_quota(quota_mb)
+        account.quota_mb = check_quota(quota_mb)
     for value in remove_aliases:
         match = [a for a in account.aliases if a.address == value.strip().lower()]
         if not match:

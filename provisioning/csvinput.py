@@ -1,4 +1,5 @@
-"""Reading CSV files as people really have them (Excel and LibreOffice exports).
+"""CSV at the boundary: reading files as people really have them (Excel and LibreOffice exports),
+and cells that are safe to open in a spreadsheet.
 
 Encodings: UTF-8 (with or without BOM), UTF-16 (with BOM, Excel's "Unicode text") and
 Windows-1258; delimiters: comma, semicolon or tab; headers in Vietnamese or English, matched
@@ -12,13 +13,19 @@ import csv
 import io
 import unicodedata
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from anyascii import anyascii
 
 from provisioning.errors import InvalidInput
 
 DELIMITERS = (",", ";", "\t")
+
+
+def safe_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (a leading = + - @ gets a quote)."""
+    text = "" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def decode_bytes(data: bytes, name: str = "file") -> tuple[str, str]:

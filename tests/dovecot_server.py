@@ -17,6 +17,7 @@ mail lives next to the configuration.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -33,7 +34,15 @@ LOG_TAIL_LINES = 30
 
 
 def find_dovecot() -> str:
-    """Path of the ``dovecot`` binary; fails the test (never skips) when it is not installed."""
+    """Path of the ``dovecot`` binary: ``$DOVECOT`` if set, else ``PATH``, else ``/usr/sbin``.
+
+    Fails the test (never skips) when it is not installed, saying how to install it.
+    """
+    override = os.environ.get("DOVECOT")
+    if override:
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            return override
+        pytest.fail(f"DOVECOT={override!r} is not an executable file; unset it or {INSTALL_HINT}")
     search = os.pathsep.join(filter(None, [os.environ.get("PATH", os.defpath), "/usr/sbin"]))
     found = shutil.which("dovecot", path=search)
     if found is None:
@@ -65,7 +74,7 @@ class DovecotServer:
         self.base_dir = root / "run"
         self.state_dir = root / "state"
         self._own_mail_root = os.geteuid() == 0
-        self.mail_root = Path(tempfile.mkdtemp(prefix="govmail-dovecot-mail-")) if self._own_mail_root else root / "mail"
+        self.mail_root = root / "mail"  # as root: a directory of its own, made by write_config
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- configuration --------------------------------------------------------------------------------
@@ -81,14 +90,19 @@ class DovecotServer:
     def write_config(self) -> None:
         user = self._mail_user()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.mail_root.mkdir(parents=True, exist_ok=True)
         if self._own_mail_root:
+            self.mail_root = Path(tempfile.mkdtemp(prefix="govmail-dovecot-mail-"))
             os.chown(self.mail_root, user.pw_uid, user.pw_gid)
-        # Not root: Dovecot's own processes run as this user (no privilege separation possible).
-        unprivileged = "" if os.geteuid() == 0 else (
+        else:
+            self.mail_root.mkdir(exist_ok=True)
+        # Not root: Dovecot's own processes run as this user and cannot chroot.
+        root = os.geteuid() == 0
+        unprivileged = "" if root else (
             f"default_internal_user = {user.pw_name}\n"
             f"default_login_user = {user.pw_name}\n"
+            f"default_internal_group = {grp.getgrgid(user.pw_gid).gr_name}\n"
         )
+        no_chroot = "" if root else "  chroot =\n"
         self.ldap_conf_path.write_text(
             f"uris = {self.ldap_url}\n"
             f"dn = {_conf_value(self.bind_dn)}\n"
@@ -113,23 +127,22 @@ class DovecotServer:
             "# Plain-text passwords over loopback only: this is a test server.\n"
             "disable_plaintext_auth = no\n"
             "auth_mechanisms = plain login\n"
-            "# Refusals answer at once (default: 2 s) so the suite stays fast.\n"
+            "# Refusals are answered at Dovecot's next 0.5 s tick instead of after 2 s.\n"
             "auth_failure_delay = 0\n"
             "auth_verbose = yes\n"
             f"log_path = {self.log_path}\n"
             f"mail_location = maildir:{self.mail_root}/%u\n"
             f"first_valid_uid = {user.pw_uid}\n"
-            f"last_valid_uid = {user.pw_uid}\n"
-            f"first_valid_gid = {user.pw_gid}\n"
-            f"last_valid_gid = {user.pw_gid}\n"
             "# No auth penalty (anvil's delay of up to 15 s for an IP after a failed login): tests\n"
             "# refuse logins on purpose and then log in again from the same address.\n"
             "service anvil {\n"
+            f"{no_chroot}"
             "  unix_listener anvil-auth-penalty {\n"
             "    mode = 0\n"
             "  }\n"
             "}\n"
             "service imap-login {\n"
+            f"{no_chroot}"
             "  inet_listener imap {\n"
             "    address = 127.0.0.1\n"
             f"    port = {self.port}\n"
@@ -163,6 +176,8 @@ class DovecotServer:
                 self._fail(f"exited at start with status {self._proc.returncode}")
             if self._greets():
                 return
+            if " Fatal: " in self._log_text():  # e.g. the auth process cannot load its passdb
+                self._fail("failed at start")
             if time.monotonic() >= deadline:
                 self._fail(f"did not greet on 127.0.0.1:{self.port} within {timeout:g} s")
             time.sleep(0.02)
@@ -170,34 +185,54 @@ class DovecotServer:
     def _greets(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                return sock.recv(64).startswith(b"* OK")
+                greeting = sock.recv(64)
+                sock.sendall(b"0 LOGOUT\r\n")
+                return greeting.startswith(b"* OK")
         except OSError:
             return False
 
     def _fail(self, problem: str) -> None:
         self.stop()
-        tail = self.log_tail()
-        hint = ""
-        if "Unknown passdb driver" in tail or "ldap" in tail.lower() and "not found" in tail.lower():
-            hint = f" (the LDAP passdb module is missing: {INSTALL_HINT})"
-        pytest.fail(f"Dovecot {problem}{hint}; config {self.conf_path}, log {self.log_path}:\n{tail}")
+        pytest.fail(f"Dovecot {problem}; config {self.conf_path}\n{self.diagnosis()}")
 
-    def stop(self, timeout: float = 10) -> None:
-        """Stop Dovecot (SIGTERM to the master, which ends its children) and remove the mail directory."""
+    def stop(self, wait: bool = True, timeout: float = 10) -> None:
+        """Ask Dovecot to stop (SIGTERM to the master, which ends its children).
+
+        Dovecot's master sleeps a fixed second while stopping (to let its log process drain), so a
+        caller stopping many servers passes ``wait=False`` and calls :meth:`wait` later.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+        if wait:
+            self.wait(timeout)
+
+    def wait(self, timeout: float = 10) -> None:
+        """Wait until a stopping Dovecot has exited (SIGKILL after ``timeout``); remove its mail."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        if proc is not None:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if self._own_mail_root:
+        if self._own_mail_root and self.mail_root != self.root / "mail":
             shutil.rmtree(self.mail_root, ignore_errors=True)
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+    def _log_text(self) -> str:
         try:
-            text = self.log_path.read_text("utf-8", "replace")
+            return self.log_path.read_text("utf-8", "replace")
         except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+            return ""
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self._log_text().splitlines()[-lines:]) or "(empty log)"
+
+    def diagnosis(self) -> str:
+        """The end of Dovecot's log for a failure message, with the fix when it is a known one."""
+        tail = self.log_tail()
+        hint = ""
+        if "Unknown passdb driver 'ldap'" in self._log_text():
+            hint = f"Dovecot's LDAP passdb module is missing: {INSTALL_HINT}\n"
+        elif "Address already in use" in self._log_text():
+            hint = f"port {self.port} was taken by another program meanwhile: run the test again\n"
+        return f"{hint}last lines of {self.log_path}:\n{tail}"
