@@ -44,7 +44,8 @@ class App:
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:
-        return session_factory(make_engine(self.settings.database.url, self.settings.database.echo))
+        db = self.settings.database
+        return session_factory(make_engine(db.url, db.echo, db.lock_timeout))
 
     def close(self) -> None:
         """Release database connections (called when the command ends)."""
@@ -171,6 +172,14 @@ def exit_code_for(error: GovmailError) -> int:
     return EXIT_USAGE if isinstance(error, (InvalidInput, ConfigError)) else EXIT_FAILED
 
 
+def is_lock_timeout(error: BaseException) -> bool:
+    """SQLite's 'database is locked' or PostgreSQL's lock_timeout."""
+    from sqlalchemy.exc import OperationalError
+
+    text = str(getattr(error, "orig", "")).lower()
+    return isinstance(error, OperationalError) and ("database is locked" in text or "lock timeout" in text)
+
+
 def describe(error: Exception) -> str:
     """One line about an unexpected error, without the SQL parameters (they may hold password
     hashes) or a database's 'Failing row contains' detail."""
@@ -194,6 +203,11 @@ class GovmailGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except Exception as error:
+            if is_lock_timeout(error):
+                click.echo("error: the database is busy: another writer held its lock longer than "
+                           "[database] lock_timeout. What this step was writing was rolled back; "
+                           "run the same command again.", err=True)
+                ctx.exit(EXIT_FAILED)
             if os.environ.get("GOVMAIL_DEBUG"):
                 raise
             click.echo(f"internal error: {describe(error)}\n"

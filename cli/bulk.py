@@ -73,14 +73,16 @@ def _default(file: Path, suffix: str) -> Path:
     return file.with_name(f"{file.stem}.{suffix}.csv")
 
 
-def _show(app: App, plan: bulk.Plan, summary: dict[str, object]) -> None:
+def _show(app: App, plan: bulk.Plan, summary: dict[str, object], applied: bool) -> None:
     if app.fmt == "json":
-        app.emit({**summary, "rows": [r.result() for r in plan.rows if r.action not in ("unchanged",)]})
+        app.emit({**summary, "rows": [r.result(applied) for r in plan.rows if r.action != "unchanged"]})
         return
-    interesting = [r.result() for r in plan.rows if r.action in ("conflict", "error")]
     if app.fmt == "csv":
-        app.emit([r.result() for r in plan.rows], PLAN_COLUMNS)
+        app.emit([r.result(applied) for r in plan.rows], PLAN_COLUMNS)
         return
+    interesting = [r.result(applied) for r in plan.rows if r.action in ("conflict", "error")]
+    if not applied:  # a dry run shows the whole plan, less the rows that stay as they are
+        interesting = [r.result(applied) for r in plan.rows if r.action != "unchanged"]
     if interesting:
         app.emit(interesting, PLAN_COLUMNS)
     app.emit({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
@@ -96,9 +98,11 @@ def _show(app: App, plan: bulk.Plan, summary: dict[str, object]) -> None:
 @click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
               help="Initial passwords for the handover, mode 0600 (default: FILE.credentials.csv). "
                    "Use the same file when you run again.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
+              help="Accounts written per transaction.")
 @click.pass_obj
 def bulk_create(app: App, file: Path, agency_code: str | None, dry_run: bool, all_or_nothing: bool,
-                results: Path | None, credentials: Path | None) -> None:
+                results: Path | None, credentials: Path | None, batch_size: int) -> None:
     """Create (or update) the accounts listed in an HR spreadsheet (CSV).
 
     Every row is validated before anything is written. Rows match existing accounts by employee
@@ -117,9 +121,9 @@ def bulk_create(app: App, file: Path, agency_code: str | None, dry_run: bool, al
     credentials = credentials or _default(file, "credentials")
     summary: dict[str, object] = {"file": str(file), "rows": len(plan.rows), **plan.summary()}
     if dry_run or (all_or_nothing and plan.failed):
-        bulk.write_results(results, plan)
+        bulk.write_results(results, plan, applied=False)
         summary["results"] = str(results)
-        _show(app, plan, summary)
+        _show(app, plan, summary, applied=False)
         if plan.failed:
             click.echo(f"{plan.failed} row(s) need attention" + ("; nothing was applied." if all_or_nothing and not dry_run else "."), err=True)
             raise SystemExit(EXIT_FAILED)
@@ -127,7 +131,7 @@ def bulk_create(app: App, file: Path, agency_code: str | None, dry_run: bool, al
     publisher = Publisher(app)
     with progress("provisioning", plan.count("create") + plan.count("update")) as update:
         outcome = bulk.apply_plan(app.factory, app.settings, app.actor, plan, bulk.CredentialsFile(credentials),
-                                  progress=update, after_batch=publisher.kick)
+                                  batch=batch_size, progress=update, after_batch=publisher.kick)
     published = publisher.finish()
     with app.factory() as session:
         kept = bulk.compact_credentials(session, credentials)
@@ -135,12 +139,14 @@ def bulk_create(app: App, file: Path, agency_code: str | None, dry_run: bool, al
     summary.update(results=str(results), credentials=str(credentials) if kept else None,
                    directory={"published": published.applied, "failed": published.failed,
                               "waiting": published.remaining})
-    _show(app, plan, summary)
+    _show(app, plan, summary, applied=True)
     if publisher.unavailable:
         warn(f"{publisher.unavailable}\n{published.remaining} change(s) are queued: run the same command "
              f"again (or govmail directory sync) when the directory is back.")
     for error in published.errors:
         warn(f"directory refused {error}")
+    if published.remaining and not publisher.unavailable:
+        warn(f"{published.remaining} change(s) still wait to be published (see: govmail doctor)")
     if plan.failed or outcome.failed or published.remaining or published.failed:
         raise SystemExit(EXIT_FAILED)
 

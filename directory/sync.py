@@ -114,13 +114,14 @@ def render(session: Session, directory: Directory, kind: str, ids: Iterable[str]
     return out
 
 
-def _claim(factory: sessionmaker[Session], directory: Directory, batch: int) -> tuple[list[int], dict]:
+def _claim(factory: sessionmaker[Session], directory: Directory, batch: int, after: int,
+           due_only: bool) -> tuple[list[int], dict]:
     with transaction(factory) as session:
         now = utcnow()
-        rows = list(session.scalars(
-            select(OutboxEntry).where(OutboxEntry.next_attempt_at <= now)
-            .order_by(OutboxEntry.id).limit(batch).with_for_update(skip_locked=True)
-        ))
+        query = select(OutboxEntry).where(OutboxEntry.id > after)
+        if due_only:
+            query = query.where(OutboxEntry.next_attempt_at <= now)
+        rows = list(session.scalars(query.order_by(OutboxEntry.id).limit(batch).with_for_update(skip_locked=True)))
         by_kind: dict[str, list[str]] = {}
         row_objects: dict[int, tuple[str, str]] = {}
         updated: set[tuple[str, str]] = set()
@@ -165,20 +166,27 @@ def _add_fresh(conn, directory: Directory, desired: list[Desired], errors: dict)
 
 
 def sync(
-    factory: sessionmaker[Session], directory: Directory, *, batch: int = 500,
+    factory: sessionmaker[Session], directory: Directory, *, batch: int = 500, due_only: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
-    """Apply every due outbox row; returns counts and the errors of rows that will be retried.
+    """Apply the queued outbox rows, each at most once per call; returns counts and the errors of
+    rows that stay queued for a retry.
+
+    By default every row is taken, also one that is backing off after an error or that a worker
+    which died had claimed (applying twice is harmless): what a person running a sync expects.
+    ``due_only=True`` respects back-off and claims, for workers that sync in a loop.
 
     :raises DirectoryUnavailable: the directory cannot be reached (rows stay queued).
     """
     result = SyncResult()
+    after = 0
     with directory.connect() as conn:
         directory.ensure_tree(conn)
         while True:
-            row_ids, claimed = _claim(factory, directory, batch)
+            row_ids, claimed = _claim(factory, directory, batch, after, due_only)
             if not row_ids:
                 break
+            after = max(row_ids)
             errors: dict[tuple[str, str], str] = {}
             fresh = [obj for obj in claimed["desired"] if obj in claimed["fresh"]]
             done = _add_fresh(conn, directory, [claimed["desired"][obj] for obj in fresh], errors)

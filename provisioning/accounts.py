@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from provisioning import audit, outbox, passwords
 from provisioning.addresses import (
     DEFAULT_RESERVED, base_local_part, normalize_full_name, numbered_candidates, split_address,
-    validate_local_part,
+    validate_domain, validate_local_part,
 )
 from provisioning.agencies import clean_text, get_agency, subtree_ids
 from provisioning.audit import Actor
@@ -132,12 +132,19 @@ def clean_phone(value: str | None) -> str | None:
 
 
 def clean_personal_email(value: str | None) -> str | None:
+    """A personal (recovery) address as stored, or None. :raises InvalidInput: not an address."""
     if value is None or not value.strip():
         return None
-    local, domain = value.strip().rsplit("@", 1) if "@" in value else ("", "")
-    if not local or len(value) > 254 or any(c.isspace() or c in "<>,;\"" for c in local):
-        raise InvalidInput("personal_email", value, "is not an email address")
-    return f"{local}@{split_address('x@' + domain, 'personal_email')[1]}"
+    text = value.strip()
+    local, at, domain = text.rpartition("@")
+    problem = InvalidInput("personal_email", value, "is not an email address", "write it like ten@gmail.com")
+    if not at or not local or len(text) > 254 or any(c.isspace() or c in '<>,;"()[]\\' for c in local):
+        raise problem
+    try:
+        domain = validate_domain(domain, "personal_email")
+    except InvalidInput:
+        raise problem from None
+    return f"{local}@{domain}"
 
 
 def clean_employee_code(value: str | None) -> str | None:

@@ -70,8 +70,9 @@ class Row:
     account_id: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
 
-    def result(self) -> dict[str, Any]:
-        done = {"create": "created", "update": "updated"}.get(self.action, self.action)
+    def result(self, applied: bool = True) -> dict[str, Any]:
+        """The row as reported: what was done (``created``) or, for a plan, what will be (``create``)."""
+        done = {"create": "created", "update": "updated"}.get(self.action, self.action) if applied else self.action
         return {"line": self.line, "action": done, "address": self.address, "full_name": self.full_name,
                 "agency": self.agency, "employee_code": self.employee_code or "", "detail": self.detail}
 
@@ -202,7 +203,7 @@ def make_plan(session: Session, settings: Settings, raw_rows: Iterable[tuple[int
             if len(found) > 1:
                 row.action = "conflict"
                 row.detail = (f"{len(found)} accounts named {values['full_name']} in {values['agency']} "
-                              f"({', '.join(r['local_part'] + '@' + r['domain'] for r in found)}); add the employee code")
+                              f"({', '.join(r['local_part'] + '@' + r['domain'] for r in sorted(found, key=lambda r: r['local_part']))}); add the employee code")
                 continue
             match = found[0] if found else None
         key = match["id"] if match else key
@@ -412,7 +413,7 @@ def _apply_update(session: Session, settings: Settings, actor: Actor, row: Row) 
         accounts.update(session, settings, actor, address, **changes)
 
 
-def write_results(path: Path, plan: Plan) -> None:
+def write_results(path: Path, plan: Plan, applied: bool = True) -> None:
     """The per-row results file (UTF-8 with BOM for Excel), written atomically."""
     temp = path.with_name(path.name + ".tmp")
     with temp.open("w", encoding="utf-8-sig", newline="") as handle:
@@ -420,7 +421,7 @@ def write_results(path: Path, plan: Plan) -> None:
         columns = ("line", "action", "address", "full_name", "agency", "employee_code", "detail")
         writer.writerow(columns)
         for row in plan.rows:
-            result = row.result()
+            result = row.result(applied)
             writer.writerow([safe_cell(result[c]) for c in columns])
     os.replace(temp, path)
 

@@ -52,6 +52,7 @@ class Secret:
 class DatabaseSettings:
     url: str = "sqlite:///govmail.db"
     echo: bool = False
+    lock_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

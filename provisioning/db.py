@@ -14,17 +14,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, foreign keys, a 30 s busy timeout and
-    ``BEGIN IMMEDIATE`` transactions."""
+def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0) -> Engine:
+    """An engine for ``url``. A writer waits at most ``lock_timeout`` seconds for another one's
+    lock, then fails. SQLite files also get WAL, foreign keys and ``BEGIN IMMEDIATE`` transactions."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, connect_args={"timeout": lock_timeout})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +43,10 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    parsed = make_url(url)
+    options = " ".join(filter(None, (parsed.query.get("options"), f"-c lock_timeout={int(lock_timeout * 1000)}")))
+    return create_engine(parsed.difference_update_query(["options"]), echo=echo, pool_pre_ping=True,
+                         connect_args={"options": options})
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
