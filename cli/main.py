@@ -14,6 +14,7 @@ from cli.agency import agency
 from cli.app import FORMATS, App, GovmailGroup
 from cli.directory import directory, start_embedded
 from cli.doctor import doctor
+from cli.sample import sample
 from provisioning.config import load_settings
 from provisioning.db import make_engine, migrate
 from provisioning.errors import ConfigError
@@ -30,6 +31,8 @@ data_dir = "{data_dir}"
 # SQLAlchemy URL of the system of record. SQLite (WAL mode) by default; for several
 # gateway/portal workers use PostgreSQL: "postgresql+psycopg://govmail@db.example/govmail".
 url = "{database_url}"
+# Seconds a writer waits for another writer's lock before giving up (the command can be re-run).
+lock_timeout = 30
 
 [directory]
 # LDAP server(s), tried in order (multi-provider failover). No trailing slash.
@@ -163,7 +166,7 @@ def _accept_format_everywhere(group: click.Group) -> None:
                 help="Output format: table, csv or json."))
 
 
-for _group in (agency, account, directory, doctor):
+for _group in (agency, account, directory, doctor, sample):
     cli.add_command(_group)
 _accept_format_everywhere(cli)
 

@@ -18,6 +18,7 @@ an object twice is harmless. Losing the directory mid-batch stops the run with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Callable, Iterable
 
@@ -179,14 +180,16 @@ def sync(
     :raises DirectoryUnavailable: the directory cannot be reached (rows stay queued).
     """
     result = SyncResult()
-    after = 0
-    with directory.connect() as conn:
+    # The next batch is claimed and rendered while this one's adds are in flight, so the
+    # directory is never left waiting for the database.
+    with directory.connect() as conn, ThreadPoolExecutor(1, thread_name_prefix="claim") as ahead:
         directory.ensure_tree(conn)
+        upcoming = ahead.submit(_claim, factory, directory, batch, 0, due_only)
         while True:
-            row_ids, claimed = _claim(factory, directory, batch, after, due_only)
+            row_ids, claimed = upcoming.result()
             if not row_ids:
                 break
-            after = max(row_ids)
+            upcoming = ahead.submit(_claim, factory, directory, batch, max(row_ids), due_only)
             errors: dict[tuple[str, str], str] = {}
             fresh = [obj for obj in claimed["desired"] if obj in claimed["fresh"]]
             done = _add_fresh(conn, directory, [claimed["desired"][obj] for obj in fresh], errors)

@@ -10,6 +10,7 @@ full-name style writes every word out (Phạm Thị Trang -> phamthitrang).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -239,6 +240,7 @@ def _check_characters(name: str) -> None:
             _refuse_character(name, ch)
 
 
+@functools.lru_cache(maxsize=4096)  # names repeat the same few hundred characters
 def _is_latin_letter(ch: str) -> bool:
     # Python has no Unicode script property; the character name carries it ("LATIN SMALL LETTER A").
     return (
@@ -251,6 +253,7 @@ def _is_latin_letter(ch: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_combining_diacritic(ch: str) -> bool:
     return unicodedata.category(ch) == "Mn" and any(lo <= ord(ch) <= hi for lo, hi in _COMBINING_RANGES)
 

@@ -285,13 +285,10 @@ def compact_credentials(session: Session, path: Path) -> int:
         return 0
     with path.open(encoding="utf-8-sig", newline="") as handle:
         lines = list(csv.DictReader(handle))
-    hashes = {}
-    for address in {line["address"] for line in lines}:
-        local = address.split("@")[0]
-        hashes[address] = session.scalar(select(Account.password_hash).where(Account.local_part == local))
+    hashes = dict(session.execute(select(Account.local_part, Account.password_hash)).all())
     kept, seen = [], set()
     for line in lines:
-        stored = hashes.get(line["address"])
+        stored = hashes.get(line["address"].split("@")[0])
         if line["address"] not in seen and stored and passwords.verify(line["initial_password"], stored):
             kept.append(tuple(line[k] for k in CredentialsFile.HEADER))
             seen.add(line["address"])
@@ -371,10 +368,10 @@ def apply_plan(
             try:
                 with factory() as session, session.begin():
                     acc, issued, audits, outbox, creds = _account_rows(settings, actor, chunk, agencies)
-                    session.execute(insert(Account), acc)
-                    session.execute(insert(IssuedAddress), issued)
-                    session.execute(insert(AuditEntry), audits)
-                    session.execute(insert(OutboxEntry), outbox)
+                    conn = session.connection()  # Core executemany: the ORM's bulk path costs 3x
+                    for model, params in ((Account, acc), (IssuedAddress, issued), (AuditEntry, audits),
+                                          (OutboxEntry, outbox)):
+                        conn.execute(insert(model.__table__), params)
                     credentials.append(creds)
                 break
             except IntegrityError:

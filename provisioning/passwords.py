@@ -25,13 +25,23 @@ _SYMBOLS = "-_.+"
 
 
 def generate_initial(length: int = 16) -> str:
-    """A random initial password of ``length`` characters with lower, upper, digit and symbol."""
+    """A random initial password of ``length`` characters with lower, upper, digit and one symbol
+    (never first). 16 characters carry about 93 bits.
+
+    One draw of random bytes per password, read as a big number in base len(_ALPHABET): bulk runs
+    make thousands, and one ``secrets.choice`` per character costs a system call each.
+    """
     if length < 12:
         raise ValueError("initial passwords must be at least 12 characters")
     while True:
-        chars = [secrets.choice(_ALPHABET) for _ in range(length - 1)]
+        number = int.from_bytes(secrets.token_bytes(2 * length + 16), "big")
+        chars = []
+        for _ in range(length - 1):
+            number, digit = divmod(number, len(_ALPHABET))
+            chars.append(_ALPHABET[digit])
+        number, symbol = divmod(number, len(_SYMBOLS))
         # Never first: a leading '-', '+' or '=' reads as a formula in a spreadsheet.
-        chars.insert(1 + secrets.randbelow(length - 1), secrets.choice(_SYMBOLS))
+        chars.insert(1 + number % (length - 1), _SYMBOLS[symbol])
         pw = "".join(chars)
         if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw):
             return pw
