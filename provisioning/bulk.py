@@ -3,9 +3,9 @@
 * **Plan** validates every row before anything is written and decides, per row: ``create`` (with
   the address it will get), ``update``, ``unchanged``, ``conflict`` or ``error``.
 * **Matching** (what makes a re-run create nothing twice): a row belongs to the existing account
-  with the same employee code; a row without one belongs to the one live account with the same
-  full name in the same agency. Two rows that would match the same account are a conflict, and so
-  is a row without employee code whose name is found more than once in its agency.
+  with the same employee code; failing that, to the one live account with the same full name in
+  the same agency that has no employee code yet (it gets the row's code). Two rows that would
+  match the same account are a conflict, and so is a name found more than once where it decides.
 * **Apply** writes creates in batches, each in one transaction with its audit and directory-outbox
   rows. Each batch's generated passwords are appended to the credentials file and flushed to disk
   *before* the batch commits, so an interrupted run loses no password; :func:`compact_credentials`
@@ -194,18 +194,24 @@ def make_plan(session: Session, settings: Settings, raw_rows: Iterable[tuple[int
             row.detail = "; ".join(errors)
             continue
         code = values["employee_code"]
+        namesakes = by_name.get((values["agency"], _fold_name(values["full_name"])), [])
         if code:
-            match = by_code.get(code)
             key = f"code:{code}"
+            match = by_code.get(code)
+            # An account created before codes were known is adopted by the one coded row for it.
+            namesakes = [r for r in namesakes if not r["employee_code"]] if match is None else []
+            hint = f"set the code on the right one: govmail account update ADDRESS --employee-code {code}"
         else:
-            found = by_name.get((values["agency"], _fold_name(values["full_name"])), [])
             key = f"name:{values['agency']}:{_fold_name(values['full_name'])}"
-            if len(found) > 1:
-                row.action = "conflict"
-                row.detail = (f"{len(found)} accounts named {values['full_name']} in {values['agency']} "
-                              f"({', '.join(r['local_part'] + '@' + r['domain'] for r in sorted(found, key=lambda r: r['local_part']))}); add the employee code")
-                continue
-            match = found[0] if found else None
+            match = None
+            hint = "add the employee code"
+        if match is None and len(namesakes) > 1:
+            listed = ", ".join(r["local_part"] + "@" + r["domain"] for r in sorted(namesakes, key=lambda r: r["local_part"]))
+            row.action = "conflict"
+            row.detail = (f"{len(namesakes)} accounts named {values['full_name']} in {values['agency']}"
+                          f"{' without an employee code' if code else ''} ({listed}); {hint}")
+            continue
+        match = match or (namesakes[0] if namesakes else None)
         key = match["id"] if match else key
         if key in claimed:
             row.action = "conflict"

@@ -200,6 +200,24 @@ def test_all_or_nothing_and_usage_errors(gm: Govmail, tmp_path):
     assert unknown.exit_code == 1 and "no agency '000.00.77.H62'" in unknown.stderr
 
 
+def test_coded_row_adopts_the_account_made_before_codes_were_known(gm: Govmail, tmp_path):
+    setup_agencies(gm)
+    assert gm.cli("account", "create", "--agency", SKHDT, "--name", "Trần Văn Đức").exit_code == 0
+    staff = write(tmp_path, [VI_HEADER, ["Trần Văn Đức", "Trưởng phòng", "X1", "", ""]])
+    plan = gm.cli("--format", "json", "account", "bulk-create", str(staff), "--agency", SKHDT, "--dry-run")
+    row = json.loads(plan.stdout)["rows"][0]
+    assert (row["action"], row["address"]) == ("update", "ductv@vinhphuc.gov.vn") and "employee_code" in row["detail"]
+    assert gm.cli("account", "bulk-create", str(staff), "--agency", SKHDT).exit_code == 0
+    assert gm.entry("ductv")["employeeNumber"] == ["X1"] and gm.entry("ductv2") is None
+    # Two uncoded namesakes: which one is X2 cannot be guessed.
+    gm.cli("account", "create", "--agency", SKHDT, "--name", "Lê Văn An")
+    gm.cli("account", "create", "--agency", SKHDT, "--name", "Lê Văn An")
+    twins = write(tmp_path, [VI_HEADER, ["Lê Văn An", "", "X2", "", ""]], "twins.csv")
+    result = gm.cli("--format", "json", "account", "bulk-create", str(twins), "--agency", SKHDT)
+    detail = json.loads(result.stdout)["rows"][0]["detail"]
+    assert result.exit_code == 1 and "without an employee code (anlv@vinhphuc.gov.vn, anlv2@vinhphuc.gov.vn)" in detail
+
+
 def test_family_and_given_name_columns(gm: Govmail, tmp_path):
     setup_agencies(gm)
     staff = write(tmp_path, [["Họ đệm", "Tên", "Mã cán bộ"], ["Nguyễn Thị", "Lâm", "A1"]])
