@@ -270,8 +270,8 @@ run_demo() {
     [[ "$data_dir" = /* ]] || data_dir="$CALLER_DIR/$data_dir"
     mkdir -p "$data_dir"
     data_dir=$(cd "$data_dir" && pwd)
-    local config="$data_dir/govmail.toml" agency=000.00.15.H62 name="Nguyễn Thị Lâm"
-    local credentials="$data_dir/credentials-lamnt.csv" ldap_url base_dn listing found
+    local config="$data_dir/govmail.toml" agency=000.00.15.H62
+    local credentials="$data_dir/staff.credentials.csv" ldap_url base_dn
     export GOVMAIL_CONFIG=$config
 
     debian_phase
@@ -292,19 +292,11 @@ run_demo() {
     phase "Agencies of a sample province (samples/agencies.csv)"
     gm agency import "$ROOT/samples/agencies.csv"
 
-    # -------------------------------------------------------------------------------------------
-    # BULK CSV: the bulk account creation step (govmail account bulk-create FILE --agency CODE
-    # --output RESULTS.csv) goes here, with its sample file under samples/.
-    # -------------------------------------------------------------------------------------------
-
-    phase "One account: $name, $agency"
-    listing=$("$VENV/bin/govmail" account list --agency "$agency" --search "$name" --format csv)
-    found=$(tail -n +2 <<<"$listing" | grep -c . || true)
-    if [[ "$found" -gt 0 ]]; then
-        info "an account for $name exists already; not creating another"
-    else
-        gm account create --agency "$agency" --name "$name" --title "Chuyên viên" --credentials "$credentials"
-    fi
+    phase "The main job: accounts for a whole agency from its HR spreadsheet (samples/staff.csv)"
+    gm account bulk-create "$ROOT/samples/staff.csv" --agency "$agency" \
+        --results "$data_dir/staff.results.csv" --credentials "$credentials"
+    info "per-row results: $data_dir/staff.results.csv; initial passwords (mode 0600): $credentials"
+    info "(run again: every row is reported unchanged and nothing is created twice)"
     gm account list --agency "$agency"
 
     phase "Its LDAP entry"
@@ -324,9 +316,9 @@ Done in $SECONDS s. govmail is running on $data_dir (slapd at $ldap_url). Try ne
   export GOVMAIL_CONFIG=$config
   export PATH="$VENV/bin:\$PATH"
 
-  # log in as the new official with the initial password from the credentials file
+  # log in as Nguyễn Thị Lâm (lamnt) with her initial password from the credentials file
   ldapwhoami -x -H $ldap_url -D uid=lamnt,ou=people,$base_dn \\
-      -w "\$(tail -n 1 $credentials | cut -d, -f3 | tr -d '\\r')"
+      -w "\$(grep '^lamnt@' $credentials | cut -d, -f4 | tr -d '\\r')"
 
   govmail directory verify          # LDAP matches the SQL system of record?
   govmail account list --agency $agency --format json

@@ -85,7 +85,11 @@ def _show(app: App, plan: bulk.Plan, summary: dict[str, object], applied: bool) 
         interesting = [r.result(applied) for r in plan.rows if r.action != "unchanged"]
     if interesting:
         app.emit(interesting, PLAN_COLUMNS)
-    app.emit({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            flat.update({f"{name} {k}": v for k, v in value.items()})
+    app.emit(flat)
 
 
 @account.command("bulk-create")
