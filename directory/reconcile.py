@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from directory.entries import READ_ATTRS, Desired, account_entry, agency_entry, decode, differences
-from directory.ldap import LEVEL, Directory
+from directory.ldap import LEVEL, Directory, LDAPOperationResult
 from directory.sync import publish
 from provisioning.models import Account, Agency
 
@@ -94,8 +94,6 @@ def repair(
     Unknown entries are deleted; agencies are repaired before accounts. An item the server refuses
     gets the server's reason as its outcome and the rest go on.
     """
-    from directory.ldap import LDAPOperationResult
-
     outcomes: list[tuple[Drift, str]] = []
     with directory.connect() as conn:
         for item in drift:

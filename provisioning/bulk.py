@@ -109,7 +109,7 @@ def _fold_name(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _validate(settings: Settings, raw: Mapping[str, str], default_agency: str | None, known: Mapping[str, Agency]) -> tuple[dict[str, Any], list[str]]:
+def _validate(raw: Mapping[str, str], default_agency: str | None, known: Mapping[str, Agency]) -> tuple[dict[str, Any], list[str]]:
     """Clean every field of a row; returns the values and one message per bad field."""
     values: dict[str, Any] = {}
     errors: list[str] = []
@@ -185,7 +185,7 @@ def make_plan(session: Session, settings: Settings, raw_rows: Iterable[tuple[int
     claimed: dict[str, int] = {}  # account id or file key -> first line
     rows: list[Row] = []
     for line, raw in raw_rows:
-        values, errors = _validate(settings, raw, default_agency, known)
+        values, errors = _validate(raw, default_agency, known)
         row = Row(line, "error", full_name=values.get("full_name") or raw.get("full_name", ""),
                   agency=values.get("agency") or raw.get("agency") or default_agency or "",
                   employee_code=values.get("employee_code"), values=values)
