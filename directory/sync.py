@@ -180,6 +180,9 @@ def sync(
     :raises DirectoryUnavailable: the directory cannot be reached (rows stay queued).
     """
     result = SyncResult()
+    with factory() as session:
+        if session.scalar(select(OutboxEntry.id).limit(1)) is None:
+            return result  # nothing queued: no need to reach the directory
     # The next batch is claimed and rendered while this one's adds are in flight, so the
     # directory is never left waiting for the database.
     with directory.connect() as conn, ThreadPoolExecutor(1, thread_name_prefix="claim") as ahead:
