@@ -14,6 +14,7 @@ from cli.agency import agency
 from cli.app import FORMATS, App, GovmailGroup
 from cli.directory import directory, start_embedded
 from cli.doctor import doctor
+from cli.gateway import gateway
 from cli.sample import sample
 from provisioning.config import load_settings
 from provisioning.db import make_engine, migrate
@@ -71,6 +72,32 @@ argon2_parallelism = 1
 [agencies]
 # Levels, top to bottom (districts were abolished in 2025; history keeps them).
 levels = ["central", "province", "district", "commune"]
+
+[gateway]
+# Listeners (production: inbound_port = 25, submission_port = 587).
+host = "127.0.0.1"
+inbound_port = 2525
+submission_port = 2587
+hostname = "mail.govmail.local"
+# PEM certificate and key for STARTTLS; AUTH is offered only after STARTTLS.
+tls_cert = ""
+tls_key = ""
+# AUTH without TLS, only when host is a loopback address (tests, local tools).
+plain_auth_on_loopback = false
+max_message_bytes = 26214400
+# "maildir": deliver into data_dir/<maildir>/<address>/; "relay": hand on to relay_host.
+delivery = "maildir"
+maildir = "mail"
+relay_host = ""
+relay_port = 25
+relay_starttls = true
+relay_timeout = 30
+# Failed logins allowed per account and per client address within the window (seconds).
+auth_failures_per_account = 5
+auth_failures_per_client = 20
+auth_failure_window = 900
+# Seconds between reloads of the hosted mailboxes (new accounts, suspensions at RCPT).
+directory_refresh = 30
 '''
 
 
@@ -166,7 +193,7 @@ def _accept_format_everywhere(group: click.Group) -> None:
                 help="Output format: table, csv or json."))
 
 
-for _group in (agency, account, directory, doctor, sample):
+for _group in (agency, account, directory, gateway, doctor, sample):
     cli.add_command(_group)
 _accept_format_everywhere(cli)
 

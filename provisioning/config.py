@@ -93,6 +93,28 @@ class AgencySettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    inbound_port: int = 2525
+    submission_port: int = 2587
+    hostname: str = "mail.govmail.local"
+    tls_cert: str = ""
+    tls_key: str = ""
+    plain_auth_on_loopback: bool = False
+    max_message_bytes: int = 26_214_400
+    delivery: str = "maildir"
+    maildir: str = "mail"
+    relay_host: str = ""
+    relay_port: int = 25
+    relay_starttls: bool = True
+    relay_timeout: float = 30.0
+    auth_failures_per_account: int = 5
+    auth_failures_per_client: int = 20
+    auth_failure_window: float = 900.0
+    directory_refresh: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".")
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -100,6 +122,7 @@ class Settings:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     agencies: AgencySettings = field(default_factory=AgencySettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     config_file: Path | None = None
 
     def path(self, value: str) -> Path:
@@ -114,6 +137,7 @@ SECTIONS: dict[str, type] = {
     "accounts": AccountSettings,
     "passwords": PasswordSettings,
     "agencies": AgencySettings,
+    "gateway": GatewaySettings,
 }
 
 
@@ -204,6 +228,10 @@ def settings_from_mapping(
         raise ConfigError(
             "configuration [accounts] address_style must be 'given_initials' or 'full_name'"
         )
+    if sections["gateway"].delivery not in ("maildir", "relay"):
+        raise ConfigError("configuration [gateway] delivery must be 'maildir' or 'relay'")
+    if sections["gateway"].delivery == "relay" and not sections["gateway"].relay_host:
+        raise ConfigError("configuration [gateway] delivery = 'relay' needs relay_host (the downstream MTA)")
     database: DatabaseSettings = sections["database"]
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         rel = database.url[len("sqlite:///"):]

@@ -160,3 +160,28 @@ class AuditEntry(Base):
     before: Mapped[str | None] = mapped_column(Text)
     after: Mapped[str | None] = mapped_column(Text)
 
+
+
+class UsageEvent(Base):
+    """One accepted message seen from one account: what the regular-use statistics count.
+
+    Never a body, subject or address of the other party; ``message_hash`` is a SHA-256 of the
+    Message-ID (or of the message when it has none), so a retried message is counted once.
+    """
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        Index("ix_usage_account_at", "account_id", "at"),
+        Index("ux_usage_once", "message_hash", "account_id", "direction", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    agency_id: Mapped[str] = mapped_column(String(36), index=True)
+    direction: Mapped[str] = mapped_column(String(16))  # sent_internal | sent_external | received
+    recipients_internal: Mapped[int] = mapped_column(Integer)
+    recipients_external: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    automatic: Mapped[bool] = mapped_column(Boolean)
+    message_hash: Mapped[str] = mapped_column(String(64))

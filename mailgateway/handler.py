@@ -1,0 +1,212 @@
+"""The aiosmtpd handler: who may send what to whom, delivery, and the usage event of each message.
+
+One handler serves one listener: ``submission`` (officials sending, AUTH required) or ``inbound``
+(mail for the hosted domains). A message gets 250 only after it was handed on durably *and* its
+usage events were committed; any failure answers 451 so the sender retries. The client never
+sees an exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import hashlib
+import logging
+import time
+from base64 import b64decode
+from collections import defaultdict, deque
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from sqlalchemy.orm import Session as DbSession, sessionmaker
+
+from mailgateway import delivery
+from mailgateway.mailboxes import Login, Snapshot, authenticate
+from mailgateway.recorder import Recorder
+from provisioning.config import GatewaySettings
+from provisioning.models import utcnow
+
+log = logging.getLogger("govmail.gateway")
+
+ACCEPTED = "250 2.0.0 Message accepted"
+# One answer for a wrong password, an unknown login, a suspended account and a throttled one.
+REFUSED = AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+TEMPORARY = "451 4.3.0 Temporary failure, please try again later"
+
+
+class Throttle:
+    """Failed logins per key (account, client address) in a sliding window."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, key: str) -> bool:
+        times = self.failures.get(key)
+        if not times:
+            return False
+        while times and times[0] < time.monotonic() - self.window:
+            times.popleft()
+        return len(times) >= self.limit
+
+    def fail(self, key: str) -> None:
+        self.failures[key].append(time.monotonic())
+
+
+def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
+    """(SHA-256 of the Message-ID, or of the whole message without one; automatic?)."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
+    message_id = (headers.get("Message-ID") or "").strip()
+    digest = hashlib.sha256(message_id.encode() if message_id else content).hexdigest()
+    auto = (headers.get("Auto-Submitted") or "no").strip().lower()
+    precedence = (headers.get("Precedence") or "").strip().lower()
+    automatic = auto != "no" or precedence in ("bulk", "list", "junk") or sender in ("", "<>")
+    return digest, automatic
+
+
+class GatewayHandler:
+    """aiosmtpd handler for one listener (``role`` = ``submission`` or ``inbound``)."""
+
+    def __init__(self, role: str, settings: GatewaySettings, data_dir: Path, factory: sessionmaker[DbSession],
+                 recorder: Recorder, snapshot: Snapshot) -> None:
+        self.role = role
+        self.settings = settings
+        self.maildir = data_dir / settings.maildir
+        self.factory = factory
+        self.recorder = recorder
+        self.snapshot = snapshot
+        self.by_account = Throttle(settings.auth_failures_per_account, settings.auth_failure_window)
+        self.by_client = Throttle(settings.auth_failures_per_client, settings.auth_failure_window)
+
+    # --- AUTH (submission only; aiosmtpd offers it only after STARTTLS unless configured) -------
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob = await server.challenge_auth("") if len(args) == 1 else await _b64(server, args[1])
+        if blob is MISSING or blob is None:
+            return AuthResult(success=False, handled=True)  # aiosmtpd or _b64 answered already
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            return REFUSED
+        return await self._login(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login = await server.challenge_auth("Username:") if len(args) == 1 else await _b64(server, args[1])
+        if login is MISSING or login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._login(server, login, password)
+
+    async def _login(self, server: SMTP, raw_login: bytes, raw_password: bytes) -> AuthResult:
+        client = server.session.peer[0] if server.session and server.session.peer else "?"
+        try:
+            login, password = raw_login.decode("utf-8").strip().lower(), raw_password.decode("utf-8")
+        except UnicodeDecodeError:
+            self.by_client.fail(client)
+            return REFUSED
+        if self.by_account.blocked(login) or self.by_client.blocked(client):
+            log.warning("auth throttled login=%s client=%s", login, client)
+            return REFUSED
+        found = await asyncio.get_running_loop().run_in_executor(None, authenticate, self.factory, login, password)
+        if found is None:
+            self.by_account.fail(login)
+            self.by_client.fail(client)
+            log.info("auth failed login=%s client=%s", login, client)
+            return REFUSED
+        log.info("auth ok login=%s client=%s", found.address, client)
+        return AuthResult(success=True, auth_data=found)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Never the exception's text to the client: it is logged, the client is told to retry."""
+        log.error("internal error: %s", type(error).__name__, exc_info=error)
+        return "451 4.3.0 Internal error, please try again later"
+
+    # --- envelope -----------------------------------------------------------------------------
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if self.role == "submission":
+            login: Login | None = session.auth_data if session.authenticated else None
+            if login is None:
+                return "530 5.7.0 Authentication required"
+            if address.lower() not in login.senders:
+                log.warning("sender refused login=%s from=%s", login.address, address)
+                return "553 5.7.1 Sender address not allowed for this login"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.snapshot.hosted(address):
+            box = self.snapshot.lookup(address)
+            if box is None:
+                return "550 5.1.1 No such mailbox here"
+            if box.status != "active":
+                return "550 5.2.1 Mailbox disabled"
+        elif self.role == "inbound":
+            return "550 5.7.1 Relaying denied"
+        elif self.settings.delivery != "relay":
+            return "550 5.7.1 This gateway delivers only to the hosted domains"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    # --- data ---------------------------------------------------------------------------------
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            content = envelope.original_content or b""
+            digest, automatic = message_facts(content, envelope.mail_from or "")
+            local = [r for r in envelope.rcpt_tos if self.snapshot.hosted(r)]
+            external = [r for r in envelope.rcpt_tos if not self.snapshot.hosted(r)]
+            await self._hand_on(content, envelope, digest, local)
+            await self.recorder.record(self._events(session, digest, automatic, len(content), local, external))
+        except delivery.TemporaryFailure as exc:
+            log.warning("deferred: %s", exc)
+            return TEMPORARY
+        except Exception:
+            log.exception("internal error while accepting a message")
+            return TEMPORARY
+        log.info("accepted role=%s rcpts=%d size=%d auto=%s", self.role, len(envelope.rcpt_tos), len(content), automatic)
+        return ACCEPTED
+
+    async def _hand_on(self, content: bytes, envelope: Envelope, digest: str, local: list[str]) -> None:
+        if self.settings.delivery == "relay":
+            s = self.settings
+            await delivery.relay(content, envelope.mail_from or "", envelope.rcpt_tos, host=s.relay_host,
+                                 port=s.relay_port, starttls=s.relay_starttls, timeout=s.relay_timeout,
+                                 local_hostname=s.hostname)
+            return
+        boxes = {self.snapshot.lookup(r).address for r in local}  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, delivery.maildir_deliver, self.maildir, box,
+                                                    f"{digest}.govmail", content) for box in boxes))
+
+    def _events(self, session: Session, digest: str, automatic: bool, size: int,
+                local: list[str], external: list[str]) -> list[dict[str, Any]]:
+        now = utcnow()
+        common = dict(at=now, recipients_internal=len(local), recipients_external=len(external), size=size,
+                      automatic=automatic, message_hash=digest)
+        events = []
+        if self.role == "submission" and session.auth_data is not None:
+            login: Login = session.auth_data
+            direction = "sent_external" if external else "sent_internal"
+            events.append(dict(common, account_id=login.account_id, agency_id=login.agency_id, direction=direction))
+        for box in {self.snapshot.lookup(r) for r in local}:
+            if box is not None:
+                events.append(dict(common, account_id=box.account_id, agency_id=box.agency_id, direction="received"))
+        return events
+
+
+async def _b64(server: SMTP, text: str) -> bytes | None:
+    """The decoded initial response, or None after telling the client it was not base64."""
+    try:
+        return b64decode(text.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        await server.push("501 5.5.2 Can't decode base64")
+        return None

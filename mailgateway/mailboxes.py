@@ -1,0 +1,86 @@
+"""What the gateway knows about hosted mailboxes: a snapshot for RCPT checks, fresh reads for AUTH.
+
+RCPT checks read an in-memory snapshot (refreshed in a worker thread every few seconds) so the
+event loop never waits on the database; AUTH always reads the account afresh, so a suspension
+takes effect at the next login.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from provisioning import passwords
+from provisioning.errors import NotFound
+from provisioning.accounts import get_account
+from provisioning.models import Account, Agency, Alias
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    account_id: str
+    agency_id: str
+    address: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Login:
+    """An authenticated official: who, and which sender addresses they may use."""
+
+    account_id: str
+    agency_id: str
+    address: str
+    senders: frozenset[str]
+
+    def __repr__(self) -> str:
+        return f"Login({self.address!r})"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    domains: frozenset[str]
+    mailboxes: dict[str, Mailbox]  # by address and by alias, lower-case
+
+    def lookup(self, address: str) -> Mailbox | None:
+        return self.mailboxes.get(address.lower())
+
+    def hosted(self, address: str) -> bool:
+        return address.rpartition("@")[2].lower() in self.domains
+
+
+def load_snapshot(factory: sessionmaker[Session]) -> Snapshot:
+    """Every live mailbox with its aliases, and the hosted domains (blocking: run it in a thread)."""
+    with factory() as session:
+        domains = frozenset(d.lower() for d in session.scalars(select(Agency.domain).distinct()))
+        boxes: dict[str, Mailbox] = {}
+        rows = session.execute(select(Account.id, Account.agency_id, Account.local_part, Account.domain, Account.status)
+                               .where(Account.status != "purged"))
+        by_id = {}
+        for account_id, agency_id, local, domain, status in rows:
+            box = Mailbox(account_id, agency_id, f"{local}@{domain}", status)
+            boxes[box.address] = by_id[account_id] = box
+        for account_id, alias in session.execute(select(Alias.account_id, Alias.address)):
+            if account_id in by_id:
+                boxes[alias.lower()] = by_id[account_id]
+    return Snapshot(domains, boxes)
+
+
+def authenticate(factory: sessionmaker[Session], login: str, password: str) -> Login | None:
+    """The official behind ``login`` (address or alias) if the password is right and the account
+    is active; None otherwise (one answer for every failure). Blocking: run it in a thread."""
+    with factory() as session:
+        try:
+            account = get_account(session, login)
+        except NotFound:
+            passwords.verify(password, _DUMMY_HASH)  # same cost whether or not the account exists
+            return None
+        if not passwords.verify(password, account.password_hash) or account.status != "active":
+            return None
+        senders = frozenset({account.address, *(a.address for a in account.aliases)})
+        return Login(account.id, account.agency_id, account.address, senders)
+
+
+_DUMMY_HASH = passwords.hash_initial("not a password of anyone")
