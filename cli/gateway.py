@@ -7,6 +7,7 @@ import logging
 import signal
 import smtplib
 import sys
+import warnings
 
 import click
 
@@ -41,6 +42,8 @@ def gateway_run(app: App, log_level: str) -> None:
     root = logging.getLogger("govmail")
     root.addHandler(handler)
     root.setLevel(log_level)
+    # aiosmtpd 1.4 warns about its own Session.login_data after each AUTH: noise for operators
+    warnings.filterwarnings("ignore", "Session.login_data is deprecated", DeprecationWarning)
     asyncio.run(_serve(Gateway(app.settings, app.factory)))
 
 
