@@ -21,6 +21,10 @@ class Actor:
     source: str = "cli"
     client: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown audit source {self.source!r} (one of {', '.join(SOURCES)})")
+
 
 def record(
     session: Session, actor: Actor, action: str, kind: str, object_id: str, label: str,

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from directory.ldap import Directory, escape_filter_chars
 from directory.reconcile import find_drift, repair
 from directory.slapd import LocalSlapd, SlapdConfig, free_port
-from directory.sync import sync
 from provisioning import accounts, agencies
 from provisioning.accounts import NewAccount
 from provisioning.config import Secret
