@@ -8,6 +8,7 @@ delivering a retried message again replaces the same file instead of making a se
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +28,7 @@ def maildir_deliver(root: Path, mailbox: str, name: str, content: bytes) -> None
     try:
         for sub in ("tmp", "new", "cur"):
             (box / sub).mkdir(parents=True, exist_ok=True)
-        tmp = box / "tmp" / name
+        tmp = box / "tmp" / f"{name}.{uuid.uuid4().hex}"  # two deliveries at once never share a tmp file
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, content)

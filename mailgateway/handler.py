@@ -19,7 +19,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 from sqlalchemy.orm import Session as DbSession, sessionmaker
 
 from mailgateway import delivery
@@ -56,11 +56,16 @@ class Throttle:
 
 
 def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
-    """(SHA-256 of the Message-ID, or of the whole message without one; automatic?)."""
+    """(the message's identity, automatic?).
+
+    The identity is a SHA-256 over the Message-ID and the whole content: a retry of the same
+    message has the same identity (delivered into the same file, counted once), while another
+    message reusing a Message-ID has a different one and can neither replace nor hide the first.
+    """
     head = content.split(b"\r\n\r\n", 1)[0]
     headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
     message_id = (headers.get("Message-ID") or "").strip()
-    digest = hashlib.sha256(message_id.encode() if message_id else content).hexdigest()
+    digest = hashlib.sha256(message_id.encode("utf-8", "replace") + b"\0" + hashlib.sha256(content).digest()).hexdigest()
     auto = (headers.get("Auto-Submitted") or "no").strip().lower()
     precedence = (headers.get("Precedence") or "").strip().lower()
     automatic = auto != "no" or precedence in ("bulk", "list", "junk") or sender in ("", "<>")
@@ -108,12 +113,16 @@ class GatewayHandler:
         except UnicodeDecodeError:
             self.by_client.fail(client)
             return REFUSED
-        if self.by_account.blocked(login) or self.by_client.blocked(client):
+        account_id, found = None, None
+        if "@" in login:  # a full address or alias: a bare local part is not a login
+            account_id, found = await asyncio.get_running_loop().run_in_executor(
+                None, authenticate, self.factory, login, password)
+        account_key = account_id or login  # one counter per account, whichever address names it
+        if self.by_account.blocked(account_key) or self.by_client.blocked(client):
             log.warning("auth throttled login=%s client=%s", login, client)
             return REFUSED
-        found = await asyncio.get_running_loop().run_in_executor(None, authenticate, self.factory, login, password)
         if found is None:
-            self.by_account.fail(login)
+            self.by_account.fail(account_key)
             self.by_client.fail(client)
             log.info("auth failed login=%s client=%s", login, client)
             return REFUSED
@@ -122,8 +131,19 @@ class GatewayHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         """Never the exception's text to the client: it is logged, the client is told to retry."""
+        if isinstance(error, TLSSetupException):  # a client that rejected our certificate, a scanner
+            log.info("TLS handshake failed: %s", type(error.__cause__).__name__)
+            return "451 4.3.0 TLS handshake failed"
         log.error("internal error: %s", type(error).__name__, exc_info=error)
         return "451 4.3.0 Internal error, please try again later"
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """The EHLO answer, less AUTH on the inbound listener (aiosmtpd announces it even empty)."""
+        session.host_name = hostname
+        if self.role == "inbound":
+            responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        return responses
 
     # --- envelope -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning import passwords
+from provisioning.config import PasswordSettings
 from provisioning.errors import NotFound
 from provisioning.accounts import get_account
 from provisioning.models import Account, Agency, Alias
@@ -65,22 +66,26 @@ def load_snapshot(factory: sessionmaker[Session]) -> Snapshot:
         for account_id, alias in session.execute(select(Alias.account_id, Alias.address)):
             if account_id in by_id:
                 boxes[alias.lower()] = by_id[account_id]
+    # An agency's domain can change while its existing addresses keep theirs: still hosted.
+    domains |= {address.rpartition("@")[2] for address in boxes}
     return Snapshot(domains, boxes)
 
 
-def authenticate(factory: sessionmaker[Session], login: str, password: str) -> Login | None:
-    """The official behind ``login`` (address or alias) if the password is right and the account
-    is active; None otherwise (one answer for every failure). Blocking: run it in a thread."""
+def authenticate(factory: sessionmaker[Session], login: str, password: str) -> tuple[str | None, Login | None]:
+    """(id of the account ``login`` names, the official if the password is right and the account
+    is active). The id is None for an unknown login; the official is None for every failure,
+    whatever its reason. Blocking: run it in a thread."""
     with factory() as session:
         try:
             account = get_account(session, login)
         except NotFound:
-            passwords.verify(password, _DUMMY_HASH)  # same cost whether or not the account exists
-            return None
+            passwords.verify(password, _DUMMY_HASH)  # the same cost whether or not the account exists
+            return None, None
         if not passwords.verify(password, account.password_hash) or account.status != "active":
-            return None
+            return account.id, None
         senders = frozenset({account.address, *(a.address for a in account.aliases)})
-        return Login(account.id, account.agency_id, account.address, senders)
+        return account.id, Login(account.id, account.agency_id, account.address, senders)
 
 
-_DUMMY_HASH = passwords.hash_initial("not a password of anyone")
+# An unknown login costs what a chosen password costs, so timing does not tell which accounts exist.
+_DUMMY_HASH = passwords.hash_chosen("not a password of anyone", PasswordSettings())

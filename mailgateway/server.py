@@ -81,6 +81,8 @@ class Gateway:
                 log.warning("AUTH without TLS is enabled on %s (plain_auth_on_loopback): for testing only", g.host)
             options.update(auth_required=True, auth_require_tls=not plain, require_starttls=not plain,
                            auth_exclude_mechanism=["CRAM-MD5"])
+        else:  # port 25 takes mail for the hosted domains: no logins there
+            options.update(auth_exclude_mechanism=["CRAM-MD5", "PLAIN", "LOGIN"])
         return options
 
     async def start(self) -> None:
@@ -90,14 +92,25 @@ class Gateway:
         snapshot = await loop.run_in_executor(None, load_snapshot, self.factory)
         self.recorder = Recorder(self.factory)
         self.recorder.start()
-        tls = tls_context(self.settings)
-        for role, port in (("inbound", g.inbound_port), ("submission", g.submission_port)):
-            handler = GatewayHandler(role, g, self.settings.data_dir, self.factory, self.recorder, snapshot)
-            options = self._smtp_options(role, tls)
-            server = await loop.create_server(partial(SMTP, handler, loop=loop, **options), host=g.host, port=port)
-            self.handlers.append(handler)
-            self.servers.append(server)
-            log.info("listening role=%s on %s:%d", role, g.host, port)
+        try:
+            tls = tls_context(self.settings)
+            for role, port in (("inbound", g.inbound_port), ("submission", g.submission_port)):
+                handler = GatewayHandler(role, g, self.settings.data_dir, self.factory, self.recorder, snapshot)
+                options = self._smtp_options(role, tls)
+                try:
+                    server = await loop.create_server(partial(SMTP, handler, loop=loop, **options), host=g.host, port=port)
+                except OSError as exc:
+                    raise ConfigError(f"[gateway] cannot listen on {g.host}:{port} ({role}): {exc.strerror}") from None
+                self.handlers.append(handler)
+                self.servers.append(server)
+                log.info("listening role=%s on %s:%d", role, g.host, port)
+        except BaseException:
+            # e.g. the second port is taken: do not leave the first listener and the recorder running
+            for server in self.servers:
+                server.close()
+                await server.wait_closed()
+            await loop.run_in_executor(None, self.recorder.stop)
+            raise
         self._refresher = asyncio.create_task(self._refresh())
 
     async def _refresh(self) -> None:
