@@ -15,7 +15,6 @@ import logging
 import time
 from base64 import b64decode
 from collections import defaultdict, deque
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,24 @@ class Throttle:
         self.failures[key].append(time.monotonic())
 
 
+def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
+    """The first value of each wanted header (lower-case names), unfolded; a scan of the header
+    block only (the email package's full parser costs more than the rest of accepting a message)."""
+    found: dict[bytes, str] = {}
+    current: bytes | None = None
+    for line in content.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                found[current] += " " + line.strip().decode("utf-8", "replace")
+            continue
+        name, colon, value = line.partition(b":")
+        key = name.strip().lower()
+        current = key if colon and key in names and key not in found else None
+        if current is not None:
+            found[current] = value.strip().decode("utf-8", "replace")
+    return found
+
+
 def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
     """(the message's identity, automatic?).
 
@@ -62,12 +79,11 @@ def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
     message has the same identity (delivered into the same file, counted once), while another
     message reusing a Message-ID has a different one and can neither replace nor hide the first.
     """
-    head = content.split(b"\r\n\r\n", 1)[0]
-    headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
-    message_id = (headers.get("Message-ID") or "").strip()
+    headers = _headers(content, (b"message-id", b"auto-submitted", b"precedence"))
+    message_id = headers.get(b"message-id", "")
     digest = hashlib.sha256(message_id.encode("utf-8", "replace") + b"\0" + hashlib.sha256(content).digest()).hexdigest()
-    auto = (headers.get("Auto-Submitted") or "no").strip().lower()
-    precedence = (headers.get("Precedence") or "").strip().lower()
+    auto = headers.get(b"auto-submitted", "no").lower()
+    precedence = headers.get(b"precedence", "").lower()
     automatic = auto != "no" or precedence in ("bulk", "list", "junk") or sender in ("", "<>")
     return digest, automatic
 
