@@ -51,7 +51,11 @@ class Throttle:
         return len(times) >= self.limit
 
     def fail(self, key: str) -> None:
-        self.failures[key].append(time.monotonic())
+        now = time.monotonic()
+        if len(self.failures) > 10_000:  # logins sprayed at random must not grow memory forever
+            for stale in [k for k, times in self.failures.items() if not times or times[-1] < now - self.window]:
+                del self.failures[stale]
+        self.failures[key].append(now)
 
 
 def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
