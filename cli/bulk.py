@@ -34,10 +34,7 @@ class Publisher:
         if self.pending is None:
             return
         try:
-            done = self.pending.result()
-            self.result.applied += done.applied
-            self.result.failed += done.failed
-            self.result.errors += done.errors
+            self.result.add(self.pending.result())
         except DirectoryUnavailable as exc:
             self.unavailable = str(exc)
         self.pending = None
@@ -56,11 +53,7 @@ class Publisher:
         self.pool.shutdown()
         if self.unavailable is None:
             try:
-                last = sync(self.app.factory, self.app.directory)
-                self.result.applied += last.applied
-                self.result.failed += last.failed
-                self.result.errors += last.errors
-                self.result.remaining = last.remaining
+                self.result.add(sync(self.app.factory, self.app.directory))
             except DirectoryUnavailable as exc:
                 self.unavailable = str(exc)
         if self.unavailable is not None:

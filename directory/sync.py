@@ -44,6 +44,13 @@ class SyncResult:
     errors: list[str] = field(default_factory=list)
     remaining: int = 0
 
+    def add(self, other: SyncResult) -> None:
+        """Count ``other``'s work in; ``remaining`` becomes ``other``'s (the later count)."""
+        self.applied += other.applied
+        self.failed += other.failed
+        self.errors += other.errors
+        self.remaining = other.remaining
+
 
 def _ou(directory: Directory, kind: str) -> str:
     return directory.people_dn if kind == "account" else directory.agencies_dn

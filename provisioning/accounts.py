@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -32,25 +32,39 @@ KINDS = ("personal", "shared")
 PHONE = re.compile(r"^\+?[0-9][0-9 .-]{5,20}$")
 
 
-def snapshot(account: Account) -> dict[str, Any]:
-    """The account as shown to people and recorded in the audit log (never the password hash)."""
+VIEW_COLUMNS = ("local_part", "domain", "full_name", "kind", "status", "title", "phone", "employee_code",
+                "personal_email", "quota_mb", "must_change_password", "created_at", "retired_at", "purge_after")
+
+
+def view(values: Mapping[str, Any], agency_code: str, aliases: Sequence[str]) -> dict[str, Any]:
+    """An account's column values as shown to people and recorded in the audit log (never the
+    password hash). ``values`` holds at least :data:`VIEW_COLUMNS`."""
+    def when(key: str) -> str | None:
+        return values[key].isoformat(timespec="seconds") if values[key] else None
+
     return {
-        "address": account.address,
-        "full_name": account.full_name,
-        "agency": account.agency.code,
-        "kind": account.kind,
-        "status": account.status,
-        "title": account.title,
-        "phone": account.phone,
-        "employee_code": account.employee_code,
-        "personal_email": account.personal_email,
-        "quota_mb": account.quota_mb,
-        "aliases": [a.address for a in account.aliases],
-        "must_change_password": account.must_change_password,
-        "created_at": account.created_at.isoformat(timespec="seconds") if account.created_at else None,
-        "retired_at": account.retired_at.isoformat(timespec="seconds") if account.retired_at else None,
-        "purge_after": account.purge_after.isoformat(timespec="seconds") if account.purge_after else None,
+        "address": f"{values['local_part']}@{values['domain']}",
+        "full_name": values["full_name"],
+        "agency": agency_code,
+        "kind": values["kind"],
+        "status": values["status"],
+        "title": values["title"],
+        "phone": values["phone"],
+        "employee_code": values["employee_code"],
+        "personal_email": values["personal_email"],
+        "quota_mb": values["quota_mb"],
+        "aliases": list(aliases),
+        "must_change_password": values["must_change_password"],
+        "created_at": when("created_at"),
+        "retired_at": when("retired_at"),
+        "purge_after": when("purge_after"),
     }
+
+
+def snapshot(account: Account) -> dict[str, Any]:
+    """:func:`view` of an account row."""
+    return view({c: getattr(account, c) for c in VIEW_COLUMNS}, account.agency.code,
+                [a.address for a in account.aliases])
 
 
 def _changed(session: Session, actor: Actor, action: str, account: Account, before: dict[str, Any] | None) -> None:

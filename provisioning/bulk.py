@@ -332,10 +332,7 @@ def _account_rows(settings: Settings, actor: Actor, rows: Sequence[Row], agencie
         )
         acc.append(record)
         issued.append(dict(local_part=local, account_id=account_id, purpose="account", issued_at=now))
-        after = {"address": row.address, "full_name": v["full_name"], "agency": agency.code, "kind": "personal",
-                 "status": "active", "title": v.get("title"), "phone": v.get("phone"),
-                 "employee_code": v.get("employee_code"), "personal_email": v.get("personal_email"),
-                 "quota_mb": record["quota_mb"], "aliases": [], "must_change_password": True}
+        after = accounts.view(record, agency.code, [])
         audits.append(dict(at=now, actor=actor.name, source=actor.source, client=actor.client, action="account.create",
                            object_kind="account", object_id=account_id, object_label=row.address, before=None,
                            after=json.dumps(after, ensure_ascii=False)))
