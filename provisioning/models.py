@@ -112,6 +112,19 @@ class Alias(Base):
     account: Mapped[Account] = relationship(back_populates="aliases")
 
 
+class Delegation(Base):
+    """An official who may send as a shared (agency) mailbox: ``vanthu@...`` handled by a clerk."""
+
+    __tablename__ = "delegations"
+
+    mailbox_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    delegate_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True, index=True)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    mailbox: Mapped[Account] = relationship(foreign_keys=[mailbox_id], lazy="joined")
+    delegate: Mapped[Account] = relationship(foreign_keys=[delegate_id], lazy="joined")
+
+
 class IssuedAddress(Base):
     """Every local part ever handed out (account, alias, agency mailbox): never deleted."""
 
@@ -159,7 +172,6 @@ class AuditEntry(Base):
     object_label: Mapped[str] = mapped_column(String(320))
     before: Mapped[str | None] = mapped_column(Text)
     after: Mapped[str | None] = mapped_column(Text)
-
 
 
 class UsageEvent(Base):
