@@ -9,7 +9,7 @@ import click
 from sqlalchemy import select
 
 from cli.app import App, read_password_stdin, write_private_csv
-from provisioning import accounts
+from provisioning import accounts, delegations
 from provisioning.models import AuditEntry
 
 LIST_COLUMNS = ["address", "full_name", "agency", "status", "title", "employee_code"]
@@ -85,7 +85,12 @@ def account_show(app: App, address: str) -> None:
       govmail account show lamnt@vinhphuc.gov.vn --format json
     """
     with app.unit() as session:
-        view = accounts.snapshot(accounts.get_account(session, address))
+        account = accounts.get_account(session, address)
+        view = accounts.snapshot(account)
+        if account.kind == "shared":
+            view["delegates"] = delegations.delegate_addresses(session, account)
+        else:
+            view["sends_as"] = delegations.mailbox_addresses(session, account)
     app.emit(view)
 
 
@@ -147,6 +152,42 @@ def account_transfer(app: App, address: str, agency_code: str) -> None:
     with app.unit() as session:
         view = accounts.snapshot(accounts.transfer(session, app.settings, app.actor, address, agency_code))
     app.publish()
+    app.emit(view)
+
+
+@account.command("delegate")
+@click.argument("mailbox")
+@click.option("--to", "official", required=True, help="Address of the official who may send as MAILBOX.")
+@click.pass_obj
+def account_delegate(app: App, mailbox: str, official: str) -> None:
+    """Let an official send as a shared mailbox of their agency (e.g. the clerk as vanthu@).
+
+    The delegation ends by itself when either account is retired or the official is transferred.
+
+    \b
+    Example:
+      govmail account delegate vanthu@skhdt.vinhphuc.gov.vn --to lamnt@skhdt.vinhphuc.gov.vn
+    """
+    with app.unit() as session:
+        box = delegations.grant(session, app.actor, mailbox, official)
+        view = {"mailbox": box.address, "delegates": delegations.delegate_addresses(session, box)}
+    app.emit(view)
+
+
+@account.command("undelegate")
+@click.argument("mailbox")
+@click.option("--from", "official", required=True, help="Address of the official who may no longer send as MAILBOX.")
+@click.pass_obj
+def account_undelegate(app: App, mailbox: str, official: str) -> None:
+    """End an official's right to send as a shared mailbox.
+
+    \b
+    Example:
+      govmail account undelegate vanthu@skhdt.vinhphuc.gov.vn --from lamnt@skhdt.vinhphuc.gov.vn
+    """
+    with app.unit() as session:
+        box = delegations.revoke(session, app.actor, mailbox, official)
+        view = {"mailbox": box.address, "delegates": delegations.delegate_addresses(session, box)}
     app.emit(view)
 
 

@@ -253,6 +253,12 @@ def _add_alias(session: Session, settings: Settings, account: Account, value: st
     account.aliases.append(Alias(address=f"{local}@{domain}"))
 
 
+def _end_delegations(session: Session, actor: Actor, account: Account) -> None:
+    from provisioning.delegations import end_stale  # that module builds on this one
+
+    end_stale(session, actor, account)
+
+
 def _require(account: Account, allowed: tuple[str, ...], action: str) -> None:
     if account.status not in allowed:
         raise Conflict(f"account {account.address} is {account.status}; cannot {action} it")
@@ -302,6 +308,7 @@ def transfer(session: Session, settings: Settings, actor: Actor, address: str, a
     before = snapshot(account)
     account.agency = target
     _changed(session, actor, "account.transfer", account, before)
+    _end_delegations(session, actor, account)
     return account
 
 
@@ -403,6 +410,7 @@ def retire(session: Session, settings: Settings, actor: Actor, address: str, now
     account.status, account.retired_at = "retired", now
     account.purge_after = now + timedelta(days=settings.accounts.retention_days)
     _changed(session, actor, "account.retire", account, before)
+    _end_delegations(session, actor, account)
     return account
 
 
