@@ -13,6 +13,7 @@ import click
 
 from cli.app import EXIT_FAILED, App
 from mailgateway.server import Gateway, JsonLines
+from provisioning.db import make_engine, session_factory
 
 
 @click.group()
@@ -44,7 +45,12 @@ def gateway_run(app: App, log_level: str) -> None:
     root.setLevel(log_level)
     # aiosmtpd 1.4 warns about its own Session.login_data after each AUTH: noise for operators
     warnings.filterwarnings("ignore", "Session.login_data is deprecated", DeprecationWarning)
-    asyncio.run(_serve(Gateway(app.settings, app.factory)))
+    db = app.settings.database
+    engine = make_engine(db.url, db.echo, db.lock_timeout, durable=True)
+    try:
+        asyncio.run(_serve(Gateway(app.settings, session_factory(engine))))
+    finally:
+        engine.dispose()
 
 
 async def _serve(gw: Gateway) -> None:

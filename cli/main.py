@@ -96,6 +96,9 @@ relay_timeout = 30
 auth_failures_per_account = 5
 auth_failures_per_client = 20
 auth_failure_window = 900
+# Refuse AUTH while an account still has its generated initial password (once officials can
+# change it themselves, e.g. in the portal).
+refuse_unchanged_password = false
 # Seconds between reloads of the hosted mailboxes (new accounts, suspensions at RCPT).
 directory_refresh = 30
 '''

@@ -14,8 +14,8 @@ import hashlib
 import logging
 import time
 from base64 import b64decode
-from collections import defaultdict, deque
-from pathlib import Path
+from collections import Counter, defaultdict, deque
+from email.utils import getaddresses
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
@@ -32,6 +32,8 @@ log = logging.getLogger("govmail.gateway")
 ACCEPTED = "250 2.0.0 Message accepted"
 # One answer for a wrong password, an unknown login, a suspended account and a throttled one.
 REFUSED = AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+CHANGE_PASSWORD = AuthResult(success=False, handled=False, message=(
+    "535 5.7.8 Change your initial password first (ask your IT administrator), then sign in again"))
 TEMPORARY = "451 4.3.0 Temporary failure, please try again later"
 
 
@@ -76,14 +78,13 @@ def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
     return found
 
 
-def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
-    """(the message's identity, automatic?).
+def message_facts(content: bytes, headers: dict[bytes, str], sender: str) -> tuple[str, bool]:
+    """(the message's identity, automatic?) from its content and its :func:`_headers`.
 
     The identity is a SHA-256 over the Message-ID and the whole content: a retry of the same
     message has the same identity (delivered into the same file, counted once), while another
     message reusing a Message-ID has a different one and can neither replace nor hide the first.
     """
-    headers = _headers(content, (b"message-id", b"auto-submitted", b"precedence"))
     message_id = headers.get(b"message-id", "")
     digest = hashlib.sha256(message_id.encode("utf-8", "replace") + b"\0" + hashlib.sha256(content).digest()).hexdigest()
     auto = headers.get(b"auto-submitted", "no").lower()
@@ -95,16 +96,16 @@ def message_facts(content: bytes, sender: str) -> tuple[str, bool]:
 class GatewayHandler:
     """aiosmtpd handler for one listener (``role`` = ``submission`` or ``inbound``)."""
 
-    def __init__(self, role: str, settings: GatewaySettings, data_dir: Path, factory: sessionmaker[DbSession],
+    def __init__(self, role: str, settings: GatewaySettings, factory: sessionmaker[DbSession],
                  recorder: Recorder, snapshot: Snapshot) -> None:
         self.role = role
         self.settings = settings
-        self.maildir = data_dir / settings.maildir
         self.factory = factory
         self.recorder = recorder
         self.snapshot = snapshot
         self.by_account = Throttle(settings.auth_failures_per_account, settings.auth_failure_window)
         self.by_client = Throttle(settings.auth_failures_per_client, settings.auth_failure_window)
+        self.counts: Counter[str] = Counter()  # messages accepted and deferred, logged now and then
 
     # --- AUTH (submission only; aiosmtpd offers it only after STARTTLS unless configured) -------
 
@@ -146,6 +147,10 @@ class GatewayHandler:
             self.by_client.fail(client)
             log.info("auth failed login=%s client=%s", login, client)
             return REFUSED
+        if found.must_change_password and self.settings.refuse_unchanged_password:
+            # The password was right, so saying why tells an attacker nothing new.
+            log.info("auth refused, password not yet changed login=%s client=%s", found.address, client)
+            return CHANGE_PASSWORD
         log.info("auth ok login=%s client=%s", found.address, client)
         return AuthResult(success=True, auth_data=found)
 
@@ -201,46 +206,61 @@ class GatewayHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         try:
             content = envelope.original_content or b""
-            digest, automatic = message_facts(content, envelope.mail_from or "")
+            headers = _headers(content, (b"message-id", b"auto-submitted", b"precedence", b"from"))
+            login: Login | None = session.auth_data if self.role == "submission" else None
+            if login is not None and not _from_allowed(headers.get(b"from", ""), login):
+                log.warning("From header refused login=%s", login.address)
+                return "553 5.7.1 From header address not allowed for this login"
+            digest, automatic = message_facts(content, headers, envelope.mail_from or "")
             local = [r for r in envelope.rcpt_tos if self.snapshot.hosted(r)]
             external = [r for r in envelope.rcpt_tos if not self.snapshot.hosted(r)]
-            await self._hand_on(content, envelope, digest, local)
-            await self.recorder.record(self._events(session, digest, automatic, len(content), local, external))
+            events = self._events(login, envelope.mail_from or "", digest, automatic, len(content), local, external)
+            if self.settings.delivery == "relay":
+                s = self.settings
+                await delivery.relay(content, envelope.mail_from or "", envelope.rcpt_tos, host=s.relay_host,
+                                     port=s.relay_port, starttls=s.relay_starttls, timeout=s.relay_timeout,
+                                     local_hostname=s.hostname)
+                await self.recorder.accept(events)
+            else:
+                boxes = sorted({self.snapshot.lookup(r).address for r in local})  # type: ignore[union-attr]
+                await self.recorder.accept(events, boxes, f"{digest}.govmail", content)
         except delivery.TemporaryFailure as exc:
+            self.counts["deferred"] += 1
             log.warning("deferred: %s", exc)
             return TEMPORARY
         except Exception:
+            self.counts["deferred"] += 1
             log.exception("internal error while accepting a message")
             return TEMPORARY
-        log.info("accepted role=%s rcpts=%d size=%d auto=%s", self.role, len(envelope.rcpt_tos), len(content), automatic)
+        self.counts["accepted"] += 1
+        log.debug("accepted role=%s rcpts=%d size=%d auto=%s", self.role, len(envelope.rcpt_tos), len(content), automatic)
         return ACCEPTED
 
-    async def _hand_on(self, content: bytes, envelope: Envelope, digest: str, local: list[str]) -> None:
-        if self.settings.delivery == "relay":
-            s = self.settings
-            await delivery.relay(content, envelope.mail_from or "", envelope.rcpt_tos, host=s.relay_host,
-                                 port=s.relay_port, starttls=s.relay_starttls, timeout=s.relay_timeout,
-                                 local_hostname=s.hostname)
-            return
-        boxes = {self.snapshot.lookup(r).address for r in local}  # type: ignore[union-attr]
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, delivery.maildir_deliver, self.maildir, box,
-                                                    f"{digest}.govmail", content) for box in boxes))
-
-    def _events(self, session: Session, digest: str, automatic: bool, size: int,
+    def _events(self, login: Login | None, sender: str, digest: str, automatic: bool, size: int,
                 local: list[str], external: list[str]) -> list[dict[str, Any]]:
+        """One event per account concerned: the official who sent (and the shared mailbox they
+        sent as), and each hosted mailbox that received."""
         now = utcnow()
         common = dict(at=now, recipients_internal=len(local), recipients_external=len(external), size=size,
                       automatic=automatic, message_hash=digest)
         events = []
-        if self.role == "submission" and session.auth_data is not None:
-            login: Login = session.auth_data
+        if login is not None:
             direction = "sent_external" if external else "sent_internal"
             events.append(dict(common, account_id=login.account_id, agency_id=login.agency_id, direction=direction))
+            shared = login.shared.get(sender.lower())
+            if shared is not None:
+                events.append(dict(common, account_id=shared.account_id, agency_id=shared.agency_id, direction=direction))
         for box in {self.snapshot.lookup(r) for r in local}:
             if box is not None:
                 events.append(dict(common, account_id=box.account_id, agency_id=box.agency_id, direction="received"))
         return events
+
+
+def _from_allowed(value: str, login: Login) -> bool:
+    """Whether every address in a From header is one ``login`` may send as (no From: allowed,
+    as the envelope sender was checked already)."""
+    addresses = [address for _name, address in getaddresses([value]) if address]
+    return all(address.lower() in login.senders for address in addresses)
 
 
 async def _b64(server: SMTP, text: str) -> bytes | None:

@@ -16,7 +16,7 @@ from provisioning import passwords
 from provisioning.config import PasswordSettings
 from provisioning.errors import NotFound
 from provisioning.accounts import get_account
-from provisioning.models import Account, Agency, Alias
+from provisioning.models import Account, Agency, Alias, Delegation
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,16 @@ class Mailbox:
 
 @dataclass(frozen=True)
 class Login:
-    """An authenticated official: who, and which sender addresses they may use."""
+    """An authenticated official: who, and which sender addresses they may use: their own
+    address and aliases, and those of the active shared mailboxes delegated to them
+    (``shared`` maps each such address to its mailbox)."""
 
     account_id: str
     agency_id: str
     address: str
     senders: frozenset[str]
+    shared: dict[str, Mailbox]
+    must_change_password: bool = False
 
     def __repr__(self) -> str:
         return f"Login({self.address!r})"
@@ -83,8 +87,15 @@ def authenticate(factory: sessionmaker[Session], login: str, password: str) -> t
             return None, None
         if not passwords.verify(password, account.password_hash) or account.status != "active":
             return account.id, None
-        senders = frozenset({account.address, *(a.address for a in account.aliases)})
-        return account.id, Login(account.id, account.agency_id, account.address, senders)
+        shared: dict[str, Mailbox] = {}
+        for delegation in session.scalars(select(Delegation).where(Delegation.delegate_id == account.id)):
+            box = delegation.mailbox
+            if box.status == "active":
+                mailbox = Mailbox(box.id, box.agency_id, box.address, box.status)
+                shared.update({address: mailbox for address in (box.address, *(a.address for a in box.aliases))})
+        senders = frozenset({account.address, *(a.address for a in account.aliases), *shared})
+        return account.id, Login(account.id, account.agency_id, account.address, senders, shared,
+                                 account.must_change_password)
 
 
 # An unknown login costs what a chosen password costs, so timing does not tell which accounts exist.

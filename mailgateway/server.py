@@ -17,6 +17,7 @@ from functools import partial
 from aiosmtpd.smtp import SMTP
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailgateway.delivery import Maildir
 from mailgateway.handler import GatewayHandler
 from mailgateway.mailboxes import Snapshot, load_snapshot
 from mailgateway.recorder import Recorder
@@ -90,12 +91,13 @@ class Gateway:
         g = self.settings.gateway
         loop = asyncio.get_running_loop()
         snapshot = await loop.run_in_executor(None, load_snapshot, self.factory)
-        self.recorder = Recorder(self.factory)
+        maildir = Maildir(self.settings.path(g.maildir)) if g.delivery == "maildir" else None
+        self.recorder = Recorder(self.factory.kw["bind"], maildir)
         self.recorder.start()
         try:
             tls = tls_context(self.settings)
             for role, port in (("inbound", g.inbound_port), ("submission", g.submission_port)):
-                handler = GatewayHandler(role, g, self.settings.data_dir, self.factory, self.recorder, snapshot)
+                handler = GatewayHandler(role, g, self.factory, self.recorder, snapshot)
                 options = self._smtp_options(role, tls)
                 try:
                     server = await loop.create_server(partial(SMTP, handler, loop=loop, **options), host=g.host, port=port)
@@ -111,7 +113,7 @@ class Gateway:
                 await server.wait_closed()
             await loop.run_in_executor(None, self.recorder.stop)
             raise
-        self._refresher = asyncio.create_task(self._refresh())
+        self._tasks = [asyncio.create_task(self._refresh()), asyncio.create_task(self._summarise())]
 
     async def _refresh(self) -> None:
         loop = asyncio.get_running_loop()
@@ -125,10 +127,25 @@ class Gateway:
             for handler in self.handlers:
                 handler.snapshot = snapshot
 
+    async def _summarise(self, every: float = 60.0) -> None:
+        """One INFO line per minute with the messages accepted and deferred (per message: DEBUG)."""
+        while True:
+            await asyncio.sleep(every)
+            self.log_counts()
+
+    def log_counts(self) -> None:
+        for handler in self.handlers:
+            if handler.counts:
+                log.info("messages role=%s accepted=%d deferred=%d", handler.role,
+                         handler.counts["accepted"], handler.counts["deferred"])
+                handler.counts.clear()
+
     async def stop(self) -> None:
         """Stop listening, then let the recorder write what it holds."""
-        self._refresher.cancel()
+        for task in self._tasks:
+            task.cancel()
         for server in self.servers:
             server.close()
             await server.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self.recorder.stop)
+        self.log_counts()

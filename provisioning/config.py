@@ -111,6 +111,7 @@ class GatewaySettings:
     auth_failures_per_account: int = 5
     auth_failures_per_client: int = 20
     auth_failure_window: float = 900.0
+    refuse_unchanged_password: bool = False
     directory_refresh: float = 30.0
 
 

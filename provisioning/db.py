@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0) -> Engine:
+def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0, durable: bool = False) -> Engine:
     """An engine for ``url``. A writer waits at most ``lock_timeout`` seconds for another one's
-    lock, then fails. SQLite files also get WAL, foreign keys and ``BEGIN IMMEDIATE`` transactions."""
+    lock, then fails. SQLite files also get WAL, foreign keys and ``BEGIN IMMEDIATE`` transactions;
+    ``durable``: each SQLite commit is synced to disk (the gateway's 250 must survive a power cut;
+    otherwise WAL keeps the database consistent but may lose the last commits)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": lock_timeout})
 
@@ -28,7 +30,7 @@ def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0) -> Eng
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
