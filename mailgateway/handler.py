@@ -12,9 +12,8 @@ import asyncio
 import binascii
 import hashlib
 import logging
-import time
 from base64 import b64decode
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from email.utils import getaddresses
 from typing import Any
 
@@ -37,31 +36,8 @@ CHANGE_PASSWORD = AuthResult(success=False, handled=False, message=(
 TEMPORARY = "451 4.3.0 Temporary failure, please try again later"
 
 
-class Throttle:
-    """Failed logins per key (account, client address) in a sliding window."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def blocked(self, key: str) -> bool:
-        times = self.failures.get(key)
-        if not times:
-            return False
-        while times and times[0] < time.monotonic() - self.window:
-            times.popleft()
-        return len(times) >= self.limit
-
-    def fail(self, key: str) -> None:
-        now = time.monotonic()
-        if len(self.failures) > 10_000:  # logins sprayed at random must not grow memory forever
-            for stale in [k for k, times in self.failures.items() if not times or times[-1] < now - self.window]:
-                del self.failures[stale]
-        self.failures[key].append(now)
-
-
 def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
-    """The first value of each wanted header (lower-case names), unfolded; a scan of the header
+    """The first value of each wanted header (lower-case names; every From joined), unfolded; a scan of the header
     block only (the email package's full parser costs more than the rest of accepting a message)."""
     found: dict[bytes, str] = {}
     current: bytes | None = None
@@ -72,9 +48,11 @@ def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
             continue
         name, colon, value = line.partition(b":")
         key = name.strip().lower()
-        current = key if colon and key in names and key not in found else None
+        # From is gathered from every From line: a second one must not slip past the sender check
+        current = key if colon and key in names and (key not in found or key == b"from") else None
         if current is not None:
-            found[current] = value.strip().decode("utf-8", "replace")
+            text = value.strip().decode("utf-8", "replace")
+            found[current] = f"{found[current]}, {text}" if current in found else text
     return found
 
 
@@ -103,8 +81,6 @@ class GatewayHandler:
         self.factory = factory
         self.recorder = recorder
         self.snapshot = snapshot
-        self.by_account = Throttle(settings.auth_failures_per_account, settings.auth_failure_window)
-        self.by_client = Throttle(settings.auth_failures_per_client, settings.auth_failure_window)
         self.counts: Counter[str] = Counter()  # messages accepted and deferred, logged now and then
 
     # --- AUTH (submission only; aiosmtpd offers it only after STARTTLS unless configured) -------
@@ -129,23 +105,16 @@ class GatewayHandler:
 
     async def _login(self, server: SMTP, raw_login: bytes, raw_password: bytes) -> AuthResult:
         client = server.session.peer[0] if server.session and server.session.peer else "?"
+        login = raw_login.decode("utf-8", "replace").strip().lower()
         try:
-            login, password = raw_login.decode("utf-8").strip().lower(), raw_password.decode("utf-8")
+            password = raw_password.decode("utf-8")
         except UnicodeDecodeError:
-            self.by_client.fail(client)
-            return REFUSED
-        account_id, found = None, None
-        if "@" in login:  # a full address or alias: a bare local part is not a login
-            account_id, found = await asyncio.get_running_loop().run_in_executor(
-                None, authenticate, self.factory, login, password)
-        account_key = account_id or login  # one counter per account, whichever address names it
-        if self.by_account.blocked(account_key) or self.by_client.blocked(client):
-            log.warning("auth throttled login=%s client=%s", login, client)
-            return REFUSED
+            password = ""  # never anyone's password: counted as a failure like any other
+        outcome, found = await asyncio.get_running_loop().run_in_executor(
+            None, authenticate, self.factory, self.settings, login, password, client)
         if found is None:
-            self.by_account.fail(account_key)
-            self.by_client.fail(client)
-            log.info("auth failed login=%s client=%s", login, client)
+            level = logging.WARNING if outcome == "throttled" else logging.INFO
+            log.log(level, "auth %s login=%s client=%s", outcome, login, client)
             return REFUSED
         if found.must_change_password and self.settings.refuse_unchanged_password:
             # The password was right, so saying why tells an attacker nothing new.

@@ -2,7 +2,8 @@
 
 RCPT checks read an in-memory snapshot (refreshed in a worker thread every few seconds) so the
 event loop never waits on the database; AUTH always reads the account afresh, so a suspension
-takes effect at the next login.
+takes effect at the next login, and counts failures in the database, so a lockout holds across
+all gateway processes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning import passwords
-from provisioning.config import PasswordSettings
+from mailgateway.throttle import blocked, fail
+from provisioning.config import GatewaySettings, PasswordSettings
 from provisioning.errors import NotFound
 from provisioning.accounts import get_account
-from provisioning.models import Account, Agency, Alias, Delegation
+from provisioning.models import Account, Agency, Alias, Delegation, utcnow
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,30 @@ def load_snapshot(factory: sessionmaker[Session]) -> Snapshot:
     return Snapshot(domains, boxes)
 
 
-def authenticate(factory: sessionmaker[Session], login: str, password: str) -> tuple[str | None, Login | None]:
-    """(id of the account ``login`` names, the official if the password is right and the account
-    is active). The id is None for an unknown login; the official is None for every failure,
-    whatever its reason. Blocking: run it in a thread."""
-    with factory() as session:
-        try:
-            account = get_account(session, login)
-        except NotFound:
-            passwords.verify(password, _DUMMY_HASH)  # the same cost whether or not the account exists
-            return None, None
-        if not passwords.verify(password, account.password_hash) or account.status != "active":
-            return account.id, None
+def authenticate(factory: sessionmaker[Session], settings: GatewaySettings, login: str, password: str,
+                 client: str) -> tuple[str, Login | None]:
+    """(outcome, the official) for a login attempt from ``client``: ``ok`` with the official,
+    ``failed`` (unknown login, wrong password, account not active: the caller must not tell
+    which) or ``throttled`` (too many failures for this account or client; counted again).
+    Failures are recorded for every gateway process to see. Blocking: run it in a thread.
+    """
+    with factory() as session, session.begin():
+        account = None
+        if "@" in login:  # a full address or alias: a bare local part is not a login
+            try:
+                account = get_account(session, login)
+            except NotFound:
+                pass
+        right = passwords.verify(password, account.password_hash if account else _DUMMY_HASH)
+        keys = {f"account:{account.id}" if account else f"login:{login}": settings.auth_failures_per_account,
+                f"client:{client}": settings.auth_failures_per_client}
+        now = utcnow()
+        if blocked(session, keys, settings.auth_failure_window, now):
+            fail(session, list(keys), settings.auth_failure_window, now)
+            return "throttled", None
+        if account is None or not right or account.status != "active":
+            fail(session, list(keys), settings.auth_failure_window, now)
+            return "failed", None
         shared: dict[str, Mailbox] = {}
         for delegation in session.scalars(select(Delegation).where(Delegation.delegate_id == account.id)):
             box = delegation.mailbox
@@ -94,8 +108,8 @@ def authenticate(factory: sessionmaker[Session], login: str, password: str) -> t
                 mailbox = Mailbox(box.id, box.agency_id, box.address, box.status)
                 shared.update({address: mailbox for address in (box.address, *(a.address for a in box.aliases))})
         senders = frozenset({account.address, *(a.address for a in account.aliases), *shared})
-        return account.id, Login(account.id, account.agency_id, account.address, senders, shared,
-                                 account.must_change_password)
+        return "ok", Login(account.id, account.agency_id, account.address, senders, shared,
+                           account.must_change_password)
 
 
 # An unknown login costs what a chosen password costs, so timing does not tell which accounts exist.

@@ -14,11 +14,11 @@ import ssl
 from dataclasses import dataclass, field
 from functools import partial
 
-from aiosmtpd.smtp import SMTP
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgateway.delivery import Maildir
 from mailgateway.handler import GatewayHandler
+from mailgateway.smtp import GatewaySMTP
 from mailgateway.mailboxes import Snapshot, load_snapshot
 from mailgateway.recorder import Recorder
 from provisioning.config import Settings
@@ -100,7 +100,7 @@ class Gateway:
                 handler = GatewayHandler(role, g, self.factory, self.recorder, snapshot)
                 options = self._smtp_options(role, tls)
                 try:
-                    server = await loop.create_server(partial(SMTP, handler, loop=loop, **options), host=g.host, port=port)
+                    server = await loop.create_server(partial(GatewaySMTP, handler, loop=loop, **options), host=g.host, port=port)
                 except OSError as exc:
                     raise ConfigError(f"[gateway] cannot listen on {g.host}:{port} ({role}): {exc.strerror}") from None
                 self.handlers.append(handler)

@@ -125,6 +125,18 @@ class Delegation(Base):
     delegate: Mapped[Account] = relationship(foreign_keys=[delegate_id], lazy="joined")
 
 
+class AuthFailure(Base):
+    """A failed login at the gateway, kept for the lockout window: one row per key (the account
+    named, the client address), shared by every gateway process using the database."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (Index("ix_auth_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class IssuedAddress(Base):
     """Every local part ever handed out (account, alias, agency mailbox): never deleted."""
 

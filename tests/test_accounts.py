@@ -282,3 +282,42 @@ def test_initial_passwords_are_long_fast_hashed_and_spreadsheet_safe():
         assert len(pw) == 16 and pw[0].isalnum()
     assert passwords.verify(pw, passwords.hash_initial(pw))
     assert passwords.hash_initial(pw).startswith("{SSHA512}")
+
+
+def test_delegations_to_shared_mailboxes_follow_the_officials_lifecycle(tree):
+    from provisioning import delegations
+
+    gm = tree
+    lam, _ = create(gm, "Nguyễn Thị Lâm")
+    duc, _ = create(gm, "Trần Văn Đức")
+    other, _ = create(gm, "Lê Văn Nam", agency=SNV)
+    vanthu, _ = create(gm, "Văn thư Sở KH&ĐT", kind="shared", address="vanthu.skhdt")
+
+    def grant(official, mailbox=vanthu):
+        with gm.session() as s, s.begin():
+            delegations.grant(s, gm.actor, mailbox, official)
+
+    def delegates():
+        with gm.session() as s:
+            return delegations.delegate_addresses(s, accounts.get_account(s, vanthu))
+
+    grant(lam)
+    grant(duc)
+    assert delegates() == sorted([lam, duc])
+    with pytest.raises(Conflict, match="only officials of the mailbox's own agency"):
+        grant(other)
+    with pytest.raises(InvalidInput, match="not a shared one"):
+        grant(duc, mailbox=lam)
+    with pytest.raises(Conflict, match="already"):
+        grant(lam)
+    apply(gm, accounts.suspend, lam)  # a suspension keeps it (the gateway refuses the login anyway)
+    assert delegates() == sorted([lam, duc])
+    apply(gm, accounts.retire, lam)  # retiring ends it
+    assert delegates() == [duc]
+    apply(gm, accounts.transfer, duc, SNV)  # so does a transfer to another agency
+    assert delegates() == []
+    with gm.session() as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.object_label == vanthu).order_by(AuditEntry.id)).all()
+    assert actions == ["account.create", "account.delegate", "account.delegate", "account.undelegate", "account.undelegate"]
+    with pytest.raises(Conflict, match="retired"):
+        grant(lam)

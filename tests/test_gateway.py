@@ -776,3 +776,114 @@ def test_a_reused_message_id_neither_replaces_nor_hides_the_first_message(gatewa
     assert sorted(gateway.delivered(lam.address)) == sorted([original, forged])
     received = [e for e in gateway.events() if e.direction == "received"]
     assert len(received) == 2 and len({e.message_hash for e in received}) == 2
+
+
+# --- delegated shared mailboxes, From headers, unchanged passwords --------------------------------
+
+def test_a_delegated_official_sends_as_the_shared_mailbox_until_the_delegation_ends(gateway):
+    lam, duc = gateway.officials["lamnt"], gateway.officials["ductv"]
+    shared = f"vanthu@{DOMAIN}"
+    result = gateway.gm.cli("account", "create", "--agency", PROVINCE, "--name", "Văn thư UBND tỉnh",
+                            "--shared", "--address", "vanthu")
+    assert result.exit_code == 0, result.output
+    with gateway.submission(lam) as client:  # not delegated yet
+        assert client.mail(shared)[0] == 553
+    result = gateway.gm.cli("--format", "json", "account", "delegate", shared, "--to", lam.address)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"mailbox": shared, "delegates": [lam.address]}
+    # the delegation is read at AUTH: a new session may send as the mailbox
+    content = message(shared, [duc.address], subject="Công văn đến")
+    with gateway.submission(lam) as client:
+        assert client.sendmail(shared, [duc.address], content) == {}
+    assert gateway.delivered(duc.address) == [content]
+    # one event for the official who sent, one for the shared mailbox (counted apart), one received
+    assert sorted((e.direction, e.account_id) for e in events_of(gateway, content)) == sorted([
+        ("sent_internal", gateway.account_id(lam.address)), ("sent_internal", gateway.account_id(shared)),
+        ("received", gateway.account_id(duc.address))])
+    with gateway.submission(duc) as client:  # a colleague who is not delegated may not
+        assert client.mail(shared)[0] == 553
+    # a personal mailbox cannot be delegated; a second grant is a conflict; both say why
+    result = gateway.gm.cli("account", "delegate", duc.address, "--to", lam.address)
+    assert result.exit_code == 2 and "not a shared one" in result.output
+    result = gateway.gm.cli("account", "delegate", shared, "--to", lam.address)
+    assert result.exit_code != 0 and "already" in result.output
+    # transferring the official away ends the delegation (audited)
+    assert gateway.gm.cli("agency", "add", "000.00.31.H62", "--name", "Sở Nội vụ", "--level", "province",
+                          "--parent", PROVINCE).exit_code == 0
+    assert gateway.gm.cli("account", "transfer", lam.address, "--to", "000.00.31.H62").exit_code == 0
+    shown = json.loads(gateway.gm.cli("--format", "json", "account", "show", shared).stdout)
+    assert shown["delegates"] == []
+    history = gateway.gm.cli("--format", "json", "account", "history", shared).stdout
+    assert "account.delegate" in history and "account.undelegate" in history
+    with gateway.submission(lam) as client:
+        assert client.mail(shared)[0] == 553
+
+
+def test_the_from_header_must_be_an_address_of_the_login(gateway):
+    lam, duc = gateway.officials["lamnt"], gateway.officials["ductv"]
+    forged = message(lam.address, [duc.address], headers={"From": f"Giám đốc <giamdoc@{DOMAIN}>"})
+    with gateway.submission(lam) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(lam.address, [duc.address], forged)
+    assert refused.value.smtp_code == 553
+    alone = message(f"giamdoc@{DOMAIN}", [duc.address])  # the only From line, envelope sender right
+    with gateway.submission(lam) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(lam.address, [duc.address], alone)
+    assert refused.value.smtp_code == 553
+    assert gateway.delivered(duc.address) == [] and events_of(gateway, forged) == events_of(gateway, alone) == []
+    own = message(lam.address, [duc.address], headers={"From": f"=?utf-8?q?Nguy=E1=BB=85n_Th=E1=BB=8B_L=C3=A2m?= <{lam.address.upper()}>"})
+    with gateway.submission(lam) as client:
+        assert client.sendmail(lam.address, [duc.address], own) == {}
+    assert gateway.delivered(duc.address) == [own]
+
+
+def test_an_unchanged_initial_password_can_be_refused_with_its_own_reason(make_gateway):
+    gw = make_gateway(refuse_unchanged_password=True)
+    lam, hung = gw.officials["lamnt"], gw.officials["hungpv"]
+    chosen = "Quiet river 7 autumn"
+    assert gw.gm.cli("account", "reset-password", hung.address, "--password-stdin", input=chosen + "\n").exit_code == 0
+    code, reply = try_login(gw, lam.address, lam.password)  # still the generated one
+    assert code == 535 and b"Change your initial password" in reply
+    assert try_login(gw, lam.address, "wrong password") == REFUSED  # a wrong one says nothing more
+    assert try_login(gw, hung.address, chosen)[0] == 235
+
+
+# --- several gateway processes on one database ----------------------------------------------------
+
+def test_two_gateway_processes_share_lockouts_and_count_each_message_once(make_gateway, tmp_path):
+    first, second = make_gateway(start=False), make_gateway(start=False)
+    processes = [GatewayProcess(first, tmp_path / "first.log"), GatewayProcess(second, tmp_path / "second.log")]
+    try:
+        for process in processes:
+            process.start()
+        lam, duc = first.officials["lamnt"], first.officials["ductv"]
+        # failures at either process count together: 2 + 1 lock the account at both (limit 3)
+        assert try_login(first, lam.address, "sai 1") == REFUSED
+        assert try_login(second, lam.address, "sai 2") == REFUSED
+        assert try_login(first, lam.address, "sai 3") == REFUSED
+        assert try_login(second, lam.address, lam.password) == REFUSED
+        assert try_login(first, duc.address, duc.password)[0] == 235
+        # messages spread over both processes at once; every one also retried at the other one
+        boxes = [o.address for o in first.officials.values()]
+        messages = []
+        for i in range(120):
+            content = message("partner@example.org", [boxes[i % 4]], subject=f"Tin {i}")
+            messages.append((message_id_of(content), [boxes[i % 4]], content))
+        accepted: set[str] = set()
+        lock = threading.Lock()
+        senders = [threading.Thread(target=send_all, args=(gw, batch, accepted, lock, 3))
+                   for gw, batch in ((first, messages), (second, messages[::-1]))]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(120)
+        assert len(accepted) == len(messages)
+        assert all(process.terminate() == 0 for process in processes)
+    finally:
+        for process in processes:
+            process.kill()
+    in_maildir = Counter(message_id_of(c) for box in boxes for c in first.delivered(box))
+    assert set(in_maildir) == {mid for mid, _, _ in messages} and set(in_maildir.values()) == {1}
+    received = Counter(e.message_hash for e in first.events() if e.direction == "received")
+    assert set(received) == {identity(c) for _, _, c in messages} and set(received.values()) == {1}
