@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 
 from directory.reconcile import find_drift, repair
@@ -18,73 +17,10 @@ from provisioning import accounts, agencies, certificates, trust
 from provisioning.accounts import NewAccount
 from provisioning.errors import Conflict, InvalidInput
 from provisioning.models import AuditEntry, Certificate, OutboxEntry
-from tests.cert_fixtures import LAM_SUBJECT, Pki, now, with_trust
+from tests.cert_fixtures import (  # noqa: F401  (cg, pki, rogue are fixtures)
+    LAM_SUBJECT, SKHDT, SNV, Pki, audit_actions, bind, cg, der, now, pki, published, rogue, store, with_trust,
+)
 from tests.conftest import Govmail
-
-PROVINCE, SKHDT, SNV = "000.00.00.H62", "000.00.15.H62", "000.00.16.H62"
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.make(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="session")
-def rogue(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A CA that is not configured anywhere (same names as the real one: only keys differ)."""
-    return Pki.make(tmp_path_factory.mktemp("rogue"))
-
-
-@pytest.fixture
-def cg(gm: Govmail, pki: Pki, tmp_path: Path) -> Govmail:
-    """``gm`` trusting ``pki``, with a province, two departments, two officials and a shared mailbox."""
-    g = with_trust(gm, pki, tmp_path)
-    with g.session() as s, s.begin():
-        for code, name, parent, short in ((PROVINCE, "UBND tỉnh Vĩnh Phúc", None, None),
-                                          (SKHDT, "Sở Kế hoạch và Đầu tư", PROVINCE, "skhdt"),
-                                          (SNV, "Sở Nội vụ", PROVINCE, "snv")):
-            agencies.add_agency(s, g.settings, g.actor, agencies.parse_fields(g.settings, {
-                "code": code, "name": name, "level": "province", "parent": parent, "short_name": short,
-                "domain": "vinhphuc.gov.vn"}))
-        accounts.create_account(s, g.settings, g.actor, NewAccount(agency=SKHDT, full_name="Nguyễn Thị Lâm",
-                                                                  title="Phó Giám đốc"))
-        accounts.create_account(s, g.settings, g.actor, NewAccount(agency=SKHDT, full_name="Trần Văn Đức",
-                                                                  title="Chuyên viên"))
-        # The agency's shared mailbox stands for its admins (reminders go there).
-        accounts.create_account(s, g.settings, g.actor, NewAccount(agency=SKHDT, full_name="Văn thư Sở KHĐT",
-                                                                  kind="shared", address="vanthu"))
-    g.sync()
-    return g
-
-
-def store(g: Govmail) -> trust.TrustStore:
-    return trust.load_trust_store(g.settings)
-
-
-def bind(g: Govmail, path: Path, account: str | None = None, agency: str | None = None, when=None) -> Certificate:
-    with g.session() as s, s.begin():
-        parsed = certificates.parse(path.read_bytes(), path.name)
-        holder = certificates.resolve_holder(s, account, agency)
-        return certificates.bind(s, g.actor, store(g), parsed, holder, when)
-
-
-def published(g: Govmail, dn: str) -> list[bytes]:
-    """The certificates on an entry, whichever name the server gives the attribute."""
-    with g.directory.connect() as conn:
-        conn.search(dn, "(objectClass=*)", search_scope="BASE", attributes=["userCertificate;binary"])
-        raw = conn.response[0]["raw_attributes"]
-    return sorted(v for k, vals in raw.items() if k.split(";")[0].lower() == "usercertificate" for v in vals)
-
-
-def der(cert) -> bytes:  # type: ignore[no-untyped-def]
-    return cert.public_bytes(Encoding.DER)
-
-
-def audit_actions(g: Govmail) -> list[str]:
-    with g.session() as s:
-        return list(s.scalars(select(AuditEntry.action).where(AuditEntry.object_kind.in_(("certificate", "crl")))
-                              .order_by(AuditEntry.id)))
-
 
 def lam_dn(g: Govmail) -> str:
     return g.directory.account_dn("lamnt")
