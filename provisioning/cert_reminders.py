@@ -86,6 +86,8 @@ def due(session: Session, settings: Settings, now: datetime | None = None) -> li
     ):
         if cert.account is not None and cert.account.status not in ("active", "suspended"):
             continue
+        if cert.agency is not None and cert.agency.status != "active":
+            continue
         left = cert.not_after - now
         window = min(w for w in windows if left <= timedelta(days=w))
         if (cert.id, window) in sent:

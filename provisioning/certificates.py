@@ -38,7 +38,6 @@ LIST_COLUMNS = ("fingerprint", "holder", "agency", "subject", "not_after", "stat
 
 def snapshot(cert: Certificate) -> dict[str, Any]:
     """A binding as shown to people and recorded in the audit log (the DER is left out)."""
-    holder = cert.account.address if cert.account else cert.agency.code if cert.agency else None
     agency = cert.account.agency.code if cert.account else cert.agency.code if cert.agency else None
     return {
         "fingerprint": cert.fingerprint,
@@ -49,7 +48,7 @@ def snapshot(cert: Certificate) -> dict[str, Any]:
         "not_before": trust.iso(cert.not_before),
         "not_after": trust.iso(cert.not_after),
         "holder_kind": "account" if cert.account_id else "agency" if cert.agency_id else None,
-        "holder": holder,
+        "holder": _holder(cert),  # an unbound certificate keeps its last holder, for the history
         "agency": agency,
         "status": cert.status,
         "reason": cert.reason or "",
@@ -58,9 +57,12 @@ def snapshot(cert: Certificate) -> dict[str, Any]:
     }
 
 
+def _holder(cert: Certificate) -> str:
+    return cert.account.address if cert.account else cert.agency.code if cert.agency else ""
+
+
 def _label(cert: Certificate) -> str:
-    holder = cert.account.address if cert.account else cert.agency.code if cert.agency else "unbound"
-    return f"{holder} serial {cert.serial}"[:320]
+    return f"{_holder(cert)} serial {cert.serial}"[:320]
 
 
 def _record(session: Session, actor: Actor, action: str, cert: Certificate, before: dict[str, Any] | None) -> None:
@@ -180,7 +182,7 @@ def bind(
                        f"{serial} is already known (fingerprint {existing.fingerprint}); an authority never "
                        f"issues two certificates with one serial, so this file is not genuine")
     if existing is not None and existing.unbound_at is None:
-        raise Conflict(f"file {parsed.source!r}: this certificate is already bound to {_label(existing).split(' ')[0]} "
+        raise Conflict(f"file {parsed.source!r}: this certificate is already bound to {_holder(existing)} "
                        f"(see: govmail cert show {existing.fingerprint[:16]}; unbind it first to move it)")
     carried = trust.emails(leaf)
     if carried:

@@ -294,3 +294,21 @@ def test_outbox_rows_come_with_every_change(cg: Govmail, pki: Pki):
         rows = s.scalars(select(OutboxEntry)).all()
         lam = accounts.get_account(s, "lamnt")
         assert [(r.object_kind, r.object_id) for r in rows] == [("account", lam.id)]
+
+
+def test_a_root_crl_revoking_the_subordinate_ca_revokes_what_it_issued(gm: Govmail, tmp_path: Path):
+    own = Pki.make(tmp_path / "own-ca", label="Riêng")  # its own CA: the session one must stay unrevoked
+    g = with_trust(gm, own, tmp_path)
+    with g.session() as s, s.begin():
+        agencies.add_agency(s, g.settings, g.actor, agencies.parse_fields(g.settings, {
+            "code": SKHDT, "name": "Sở Kế hoạch và Đầu tư", "level": "province", "domain": "vinhphuc.gov.vn"}))
+        accounts.create_account(s, g.settings, g.actor, NewAccount(agency=SKHDT, full_name="Nguyễn Thị Lâm"))
+    bind(g, own.write("lam.pem", [own.issue()]), account="lamnt")
+    with g.session() as s, s.begin():
+        summary = certificates.import_crl(s, g.actor, store(g), own.crl([own.intermediate.cert], issuer=own.root),
+                                          "root.crl")
+    assert len(summary["revoked"]) == 1
+    with g.session() as s:
+        [cert] = certificates.list_certificates(s)
+        assert cert.status == "revoked"
+        assert cert.reason.startswith("the issuing CA certificate CN=Cơ quan chứng thực số Riêng,")
