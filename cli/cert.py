@@ -9,6 +9,7 @@ from typing import Iterable
 import click
 from cryptography import x509
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cli.app import EXIT_FAILED, App, discard, warn
 from provisioning import cert_bulk, cert_reminders, certificates, trust
@@ -46,7 +47,7 @@ def _fetch_crls(app: App, store: trust.TrustStore, leaves: Iterable[x509.Certifi
     return fetched
 
 
-def _import_fetched(app: App, session, store: trust.TrustStore, fetched: list[tuple[str, bytes]]) -> None:  # type: ignore[no-untyped-def]
+def _import_fetched(app: App, session: Session, store: trust.TrustStore, fetched: list[tuple[str, bytes]]) -> None:
     for url, data in fetched:
         try:
             with session.begin_nested():

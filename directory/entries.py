@@ -73,7 +73,7 @@ def _values(**attrs: object) -> dict[str, tuple[str | bytes, ...]]:
         if value is None or value == "" or value == ():
             out[key] = ()
         elif isinstance(value, (list, tuple)):
-            out[key] = tuple(v if isinstance(v, bytes) else str(v) for v in value)
+            out[key] = tuple(str(v) for v in value)
         else:
             out[key] = (str(value),)
     return out

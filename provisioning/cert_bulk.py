@@ -80,7 +80,8 @@ def bulk_bind(
                   "action": "error", "fingerprint": "", "error": ""}
         try:
             with session.begin_nested():
-                parsed = certificates.parse(trust.read_file(item.path), item.row)
+                source = item.row if item.row == item.path.name else f"{item.row} ({item.path.name})"
+                parsed = certificates.parse(trust.read_file(item.path), source)
                 result["fingerprint"] = parsed.fingerprint
                 holder = certificates.resolve_holder(session, item.account, item.agency)
                 result["holder"] = holder.label

@@ -66,7 +66,7 @@ def _label(cert: Certificate) -> str:
 
 
 def _record(session: Session, actor: Actor, action: str, cert: Certificate, before: dict[str, Any] | None) -> None:
-    """Audit the change and queue the holder's entry (the one it had before, too, if it moved)."""
+    """Audit the change and queue the holder's entry for re-publication."""
     session.flush()
     audit.record(session, actor, action, "certificate", cert.id, _label(cert), before, snapshot(cert))
     if cert.account_id:

@@ -125,7 +125,7 @@ LEADER_TITLES_DEFAULT = (
 class CertificateSettings:
     trust_anchors: tuple[str, ...] = ()
     intermediates: tuple[str, ...] = ()
-    reminder_windows: tuple[str, ...] = ("30", "14", "7")
+    reminder_windows: tuple[str, ...] = ("30", "14", "7")  # text, like every list here; see ``windows``
     reminder_sender: str = ""
     reminder_cc: tuple[str, ...] = ()
     fetch_crl: bool = False
