@@ -11,11 +11,13 @@ import click
 from cli.account import account
 from cli import bulk as _bulk  # noqa: F401  (adds account bulk-create / bulk-retire)
 from cli.agency import agency
+from cli.cert import cert
 from cli.app import FORMATS, App, GovmailGroup
 from cli.directory import directory, start_embedded
 from cli.doctor import doctor
 from cli.gateway import gateway
 from cli.sample import sample
+from cli.stats import stats
 from provisioning.config import load_settings
 from provisioning.db import make_engine, migrate
 from provisioning.errors import ConfigError
@@ -101,6 +103,26 @@ auth_failure_window = 900
 refuse_unchanged_password = false
 # Seconds between reloads of the hosted mailboxes (new accounts, suspensions at RCPT).
 directory_refresh = 30
+
+[certificates]
+# PEM/DER/PKCS#7 files of the government certification authority's root certificate(s): only
+# certificates that chain to one of these are bound (see docs/certificates.md).
+trust_anchors = []
+# Intermediate (subordinate) CA certificates, when holders' files do not include them.
+intermediates = []
+# Days before expiry when `govmail cert remind` e-mails the holder and the agency (once each).
+reminder_windows = [30, 14, 7]
+# Sender of reminders (default no-reply@<[gateway] hostname>) and extra recipients (IT department).
+reminder_sender = ""
+reminder_cc = []
+# true: fetch CRLs from the certificates' distribution points (bind and check); false: only CRLs
+# imported with `govmail cert import-crl`. Seconds to wait for a distribution point:
+fetch_crl = false
+crl_timeout = 10
+# Titles counted as leaders in `govmail stats certificates` (a title starting with one of these).
+leader_titles = ["Bí thư", "Phó Bí thư", "Chủ tịch", "Phó Chủ tịch", "Giám đốc", "Phó Giám đốc",
+                 "Chánh Văn phòng", "Phó Chánh Văn phòng", "Chánh Thanh tra", "Phó Chánh Thanh tra",
+                 "Trưởng", "Phó Trưởng"]
 '''
 
 
@@ -196,7 +218,7 @@ def _accept_format_everywhere(group: click.Group) -> None:
                 help="Output format: table, csv or json."))
 
 
-for _group in (agency, account, directory, gateway, doctor, sample):
+for _group in (agency, account, cert, directory, gateway, doctor, sample, stats):
     cli.add_command(_group)
 _accept_format_everywhere(cli)
 

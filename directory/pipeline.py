@@ -37,11 +37,11 @@ def _integer(n: int) -> bytes:
     return _tlv(0x02, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
 
 
-def _octets(text: str) -> bytes:
-    return _tlv(0x04, text.encode("utf-8"))
+def _octets(value: str | bytes) -> bytes:
+    return _tlv(0x04, value if isinstance(value, bytes) else value.encode("utf-8"))
 
 
-def encode_add(message_id: int, dn: str, attributes: Mapping[str, Sequence[str]]) -> bytes:
+def encode_add(message_id: int, dn: str, attributes: Mapping[str, Sequence[str | bytes]]) -> bytes:
     """The BER bytes of ``LDAPMessage { messageID, AddRequest { dn, attributes } }`` (RFC 4511 4.7)."""
     attrs = b"".join(
         _tlv(0x30, _octets(name) + _tlv(0x31, b"".join(_octets(v) for v in values)))

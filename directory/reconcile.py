@@ -14,7 +14,9 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from directory.entries import READ_ATTRS, Desired, account_entry, agency_entry, decode, differences
+from directory.entries import (
+    READ_ATTRS, Desired, account_entry, agency_entry, decode, differences, published_certificates,
+)
 from directory.ldap import LEVEL, Directory, LDAPOperationResult
 from directory.sync import publish
 from provisioning.models import Account, Agency
@@ -37,10 +39,12 @@ class Drift:
 
 def _desired_entries(session: Session, directory: Directory) -> dict[str, Desired]:
     out: dict[str, Desired] = {}
+    agency_certs = published_certificates(session, "agency")
     for agency in session.scalars(select(Agency)):
-        out[agency.id] = agency_entry(directory, agency)
+        out[agency.id] = agency_entry(directory, agency, agency_certs.get(agency.id, ()))
+    account_certs = published_certificates(session, "account")
     for account in session.scalars(select(Account).where(Account.status != "purged")):
-        out[account.id] = account_entry(directory, account)
+        out[account.id] = account_entry(directory, account, account_certs.get(account.id, ()))
     return out
 
 

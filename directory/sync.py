@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from directory.entries import (
-    READ_ATTRS, Desired, account_entry, add_attributes, agency_entry, decode, differences,
+    READ_ATTRS, Desired, account_entry, add_attributes, agency_entry, decode, differences, published_certificates,
 )
 from directory.ldap import LEVEL, Directory, LDAPOperationResult, escape_filter_chars
 from directory.pipeline import ALREADY_EXISTS, SUCCESS, add_many
@@ -113,12 +113,14 @@ def render(session: Session, directory: Directory, kind: str, ids: Iterable[str]
     """Desired entries for objects of one kind; None for objects that must not be published."""
     ids = list(ids)
     out: dict[str, Desired | None] = dict.fromkeys(ids)
+    certs = published_certificates(session, kind, ids)
     if kind == "account":
         for account in session.scalars(select(Account).where(Account.id.in_(ids))):
-            out[account.id] = None if account.status == "purged" else account_entry(directory, account)
+            out[account.id] = None if account.status == "purged" else account_entry(
+                directory, account, certs.get(account.id, ()))
     else:
         for agency in session.scalars(select(Agency).where(Agency.id.in_(ids))):
-            out[agency.id] = agency_entry(directory, agency)
+            out[agency.id] = agency_entry(directory, agency, certs.get(agency.id, ()))
     return out
 
 

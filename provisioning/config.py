@@ -115,6 +115,30 @@ class GatewaySettings:
     directory_refresh: float = 30.0
 
 
+LEADER_TITLES_DEFAULT = (
+    "Bí thư", "Phó Bí thư", "Chủ tịch", "Phó Chủ tịch", "Giám đốc", "Phó Giám đốc",
+    "Chánh Văn phòng", "Phó Chánh Văn phòng", "Chánh Thanh tra", "Phó Chánh Thanh tra",
+    "Trưởng", "Phó Trưởng",
+)
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    trust_anchors: tuple[str, ...] = ()
+    intermediates: tuple[str, ...] = ()
+    reminder_windows: tuple[str, ...] = ("30", "14", "7")  # text, like every list here; see ``windows``
+    reminder_sender: str = ""
+    reminder_cc: tuple[str, ...] = ()
+    fetch_crl: bool = False
+    crl_timeout: float = 10.0
+    leader_titles: tuple[str, ...] = LEADER_TITLES_DEFAULT
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Reminder windows in days, largest first (validated when the settings are loaded)."""
+        return tuple(sorted({int(w) for w in self.reminder_windows}, reverse=True))
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".")
@@ -124,6 +148,7 @@ class Settings:
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     agencies: AgencySettings = field(default_factory=AgencySettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    certificates: CertificateSettings = field(default_factory=CertificateSettings)
     config_file: Path | None = None
 
     def path(self, value: str) -> Path:
@@ -139,6 +164,7 @@ SECTIONS: dict[str, type] = {
     "passwords": PasswordSettings,
     "agencies": AgencySettings,
     "gateway": GatewaySettings,
+    "certificates": CertificateSettings,
 }
 
 
@@ -233,6 +259,12 @@ def settings_from_mapping(
         raise ConfigError("configuration [gateway] delivery must be 'maildir' or 'relay'")
     if sections["gateway"].delivery == "relay" and not sections["gateway"].relay_host:
         raise ConfigError("configuration [gateway] delivery = 'relay' needs relay_host (the downstream MTA)")
+    for window in sections["certificates"].reminder_windows:
+        if not window.isdigit() or not 0 < int(window) <= 366:
+            raise ConfigError(
+                f"configuration [certificates] reminder_windows: {window!r} is not a number of days "
+                f"(write whole days between 1 and 366, e.g. [30, 14, 7])"
+            )
     database: DatabaseSettings = sections["database"]
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         rel = database.url[len("sqlite:///"):]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -209,3 +209,78 @@ class UsageEvent(Base):
     size: Mapped[int] = mapped_column(Integer)
     automatic: Mapped[bool] = mapped_column(Boolean)
     message_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Certificate(Base):
+    """An X.509 certificate bound to an account or an agency (exactly one while bound).
+
+    Identified by issuer + serial (``issuer_hash`` is the SHA-256 of the issuer name's DER, so
+    long Vietnamese names still index) and by the SHA-256 ``fingerprint`` of the DER. ``serial``
+    is upper-case hex (serials are up to 20 bytes). ``status`` is the last validation result:
+    valid | expired | not_yet_valid | revoked | untrusted; only a valid, bound certificate is
+    published. An unbound certificate keeps its row (and history) with ``unbound_at`` set.
+    """
+
+    __tablename__ = "certificates"
+    __table_args__ = (Index("ux_certificates_issuer_serial", "issuer_hash", "serial", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    issuer: Mapped[str] = mapped_column(Text)
+    issuer_hash: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(42))
+    subject: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(254))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    unbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account | None] = relationship(lazy="joined")
+    agency: Mapped[Agency | None] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"Certificate(serial={self.serial!r}, status={self.status!r})"
+
+
+class RevocationList(Base):
+    """The newest imported CRL of one issuing CA (a CRL lists every revoked certificate that has
+    not yet expired, so the newest one replaces the older ones)."""
+
+    __tablename__ = "certificate_crls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(Text)
+    issuer_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(1024))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RevokedSerial(Base):
+    """One entry of an imported CRL: the issuer's certificate with this serial is revoked."""
+
+    __tablename__ = "certificate_revocations"
+
+    crl_id: Mapped[int] = mapped_column(ForeignKey("certificate_crls.id", ondelete="CASCADE"), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(42), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class ReminderSent(Base):
+    """An expiry reminder sent for a certificate in one window (days before expiry): sent once."""
+
+    __tablename__ = "certificate_reminders"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    recipients: Mapped[str] = mapped_column(Text)

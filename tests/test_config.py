@@ -65,3 +65,10 @@ def test_secret_value_not_in_conversion_errors(tmp_path):
 def test_missing_file_says_how_to_create_one(tmp_path):
     with pytest.raises(ConfigError, match="govmail init"):
         load_settings(tmp_path / "none.toml", env={})
+
+
+def test_certificate_settings_defaults_and_bad_reminder_window(tmp_path):
+    settings = load_settings(write(tmp_path, "[certificates]\nreminder_windows = [7, 30]\n"), env={})
+    assert settings.certificates.windows == (30, 7) and settings.certificates.fetch_crl is False
+    with pytest.raises(ConfigError, match=r"\[certificates\] reminder_windows: 'soon'"):
+        load_settings(write(tmp_path, ""), env={"GOVMAIL_CERTIFICATES_REMINDER_WINDOWS": "30,soon"})
