@@ -174,11 +174,16 @@ def _strip_ordinals(text: str) -> str:
 
 
 def _retry_until_socket(path: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    for _ in range(250):
-        if path.exists():
-            break
-        time.sleep(0.02)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    """Run an LDAP client once slapd answers on ``path`` (the socket file appears before slapd
+    accepts on it, so "Can't contact LDAP server" is retried for a few seconds)."""
+    deadline = time.monotonic() + 10
+    while True:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10) if path.exists() else None
+        if result is not None and (result.returncode != 255 or time.monotonic() > deadline):
+            return result
+        if result is None and time.monotonic() > deadline:
+            raise AssertionError(f"slapd never created {path}")
+        time.sleep(0.05)
 
 
 # -- LocalSlapd -------------------------------------------------------------------------------------
