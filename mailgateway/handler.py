@@ -37,8 +37,9 @@ TEMPORARY = "451 4.3.0 Temporary failure, please try again later"
 
 
 def _headers(content: bytes, names: tuple[bytes, ...]) -> dict[bytes, str]:
-    """The first value of each wanted header (lower-case names; every From joined), unfolded; a scan of the header
-    block only (the email package's full parser costs more than the rest of accepting a message)."""
+    """The first value of each wanted header (lower-case names; every From line, joined), unfolded;
+    a scan of the header block only (the email package's full parser costs more than the rest of
+    accepting a message)."""
     found: dict[bytes, str] = {}
     current: bytes | None = None
     for line in content.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):

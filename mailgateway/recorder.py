@@ -3,8 +3,8 @@
 Handlers ``await recorder.accept(...)``. Writer threads form a pipeline, each taking everything
 waiting for it as one batch:
 
-1. ``write``: each message is written into its mailboxes' ``tmp/`` as it arrives; one sync of the
-   file system makes a batch of them durable;
+1. each message is written into its mailboxes' ``tmp/`` as it arrives; one sync of the
+   file system (thread ``gateway-sync_written``) makes a batch of them durable;
 2. then, at the same time:
    ``publish``: move the files into ``new/`` (only now can a mail reader see them), sync again;
    ``record``: insert the usage events in one transaction;
@@ -59,7 +59,7 @@ class Recorder:
         stages: list[tuple[Callable[[list[_Item]], None], queue.Queue[Any], list[queue.Queue[Any]]]] = []
         if maildir is not None:
             write, publish = queue.Queue[Any](), queue.Queue[Any]()
-            stages += [(self._write, write, [publish, record]), (self._publish, publish, [])]
+            stages += [(self._sync_written, write, [publish, record]), (self._publish, publish, [])]
         stages.append((self._record, record, []))
         self._finals = sum(1 for *_, onward in stages if not onward)
         self._entry = stages[0][1]
@@ -128,7 +128,7 @@ class Recorder:
         if done:
             done[0].future.get_loop().call_soon_threadsafe(_wake, done)
 
-    def _write(self, batch: list[_Item]) -> None:
+    def _sync_written(self, batch: list[_Item]) -> None:
         self._sync(batch, 0)
 
     def _publish(self, batch: list[_Item]) -> None:

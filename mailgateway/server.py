@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgateway.delivery import Maildir
 from mailgateway.handler import GatewayHandler
-from mailgateway.smtp import GatewaySMTP
 from mailgateway.mailboxes import Snapshot, load_snapshot
 from mailgateway.recorder import Recorder
+from mailgateway.smtp import GatewaySMTP
 from provisioning.config import Settings
 from provisioning.errors import ConfigError
 
