@@ -15,9 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from provisioning import cert_reminders, trust
-from tests.cert_fixtures import (  # noqa: F401  (cg, pki are fixtures)
-    LAM_SUBJECT, PROVINCE, SKHDT, SNV, Pki, audit_actions, cg, der, now, pki, published, with_trust,
-)
+from tests.cert_fixtures import LAM_SUBJECT, PROVINCE, SKHDT, SNV, Pki, audit_actions, der, now, published, with_trust
 from tests.conftest import Govmail
 from tests.gateway_fixtures import Downstream
 

@@ -17,8 +17,8 @@ from provisioning import accounts, agencies, certificates, trust
 from provisioning.accounts import NewAccount
 from provisioning.errors import Conflict, InvalidInput
 from provisioning.models import AuditEntry, Certificate, OutboxEntry
-from tests.cert_fixtures import (  # noqa: F401  (cg, pki, rogue are fixtures)
-    LAM_SUBJECT, SKHDT, SNV, Pki, audit_actions, bind, cg, der, now, pki, published, rogue, store, with_trust,
+from tests.cert_fixtures import (
+    LAM_SUBJECT, SKHDT, SNV, Pki, audit_actions, bind, der, now, published, store, with_trust,
 )
 from tests.conftest import Govmail
 
