@@ -4,7 +4,8 @@ aiosmtpd parses every MAIL FROM and RCPT TO address with the email package's RFC
 parser, about a third of its CPU time per message. Nearly every address a mail server sees is a
 plain ``<dot-atom@domain>``; those are parsed here with one regular expression, with exactly the
 result the full parser gives (a property test checks this), and everything else still goes to it.
-Where the full parser crashes (``MAIL FROM:<``), the client gets a syntax error instead of a 451.
+Where the full parser crashes (``MAIL FROM:<`` raises IndexError, ``0@[`` AttributeError), the client
+gets a syntax error instead of a 451.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class GatewaySMTP(SMTP):
         if match is None or rest.startswith("("):  # a comment after the address: the full parser
             try:
                 return super()._getaddr(arg)
-            except IndexError:  # the email package's parser fails on e.g. "<": a syntax error, not a 451
+            except Exception:  # the email package's parser crashes on some junk: a syntax error, not a 451
                 return None, None
         address = match.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:

@@ -46,9 +46,10 @@ def test_plain_addresses_parse_as_aiosmtpd_parses_them(space: str, address: str,
 @example(arg="<a@[127.0.0.1]>")
 @example(arg="a@b.c")
 @example(arg="<>")
+@example(arg="0@[")
 def test_any_argument_parses_as_aiosmtpd_parses_it(arg: str) -> None:
     try:
         expected = FULL._getaddr(arg)
-    except IndexError:  # aiosmtpd's parser crashes on "<" and the like: the gateway says "syntax"
+    except (IndexError, AttributeError):  # the parser crashes on "<", "0@[" and the like: "syntax error"
         expected = (None, None)
     assert FAST._getaddr(arg) == expected
