@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from provisioning import audit, outbox, passwords
+from provisioning import audit, outbox, passwords, spans
 from provisioning.addresses import (
     DEFAULT_RESERVED, base_local_part, normalize_full_name, numbered_candidates, split_address,
     validate_domain, validate_local_part,
@@ -70,6 +70,7 @@ def snapshot(account: Account) -> dict[str, Any]:
 def _changed(session: Session, actor: Actor, action: str, account: Account, before: dict[str, Any] | None) -> None:
     account.updated_at = utcnow()
     session.flush()
+    spans.track(session, account, before, account.updated_at)
     audit.record(session, actor, action, "account", account.id, account.address, before, snapshot(account))
     outbox.enqueue(session, "account", account.id, "create" if before is None else None)
 

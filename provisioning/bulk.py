@@ -36,7 +36,7 @@ from provisioning.audit import Actor
 from provisioning.config import Settings
 from provisioning.csvinput import decode_bytes, parse_rows, safe_cell
 from provisioning.errors import GovmailError, InvalidInput, NotFound
-from provisioning.models import Account, Agency, AuditEntry, IssuedAddress, OutboxEntry, utcnow
+from provisioning.models import Account, AccountSpan, Agency, AuditEntry, IssuedAddress, OutboxEntry, utcnow
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "full_name": ("full_name", "full name", "name", "họ và tên", "họ tên", "ho va ten", "ho ten"),
@@ -315,7 +315,7 @@ class ApplyResult:
 def _account_rows(settings: Settings, actor: Actor, rows: Sequence[Row], agencies: Mapping[str, Agency]):  # type: ignore[no-untyped-def]
     """Insert parameters for a batch of creates, and their credentials lines."""
     now = utcnow()
-    acc, issued, audits, outbox, creds = [], [], [], [], []
+    acc, issued, audits, outbox, spans, creds = [], [], [], [], [], []
     for row in rows:
         local, domain = row.address.split("@")
         agency = agencies[row.values["agency"]]
@@ -332,6 +332,7 @@ def _account_rows(settings: Settings, actor: Actor, rows: Sequence[Row], agencie
         )
         acc.append(record)
         issued.append(dict(local_part=local, account_id=account_id, purpose="account", issued_at=now))
+        spans.append(dict(account_id=account_id, agency_id=agency.id, started_at=now, ended_at=None))
         after = accounts.view(record, agency.code, [])
         audits.append(dict(at=now, actor=actor.name, source=actor.source, client=actor.client, action="account.create",
                            object_kind="account", object_id=account_id, object_label=row.address, before=None,
@@ -340,7 +341,7 @@ def _account_rows(settings: Settings, actor: Actor, rows: Sequence[Row], agencie
                            next_attempt_at=now, attempts=0))
         creds.append((row.address, v["full_name"], agency.code, initial))
         row.account_id = account_id
-    return acc, issued, audits, outbox, creds
+    return acc, issued, audits, outbox, spans, creds
 
 
 def _reallocate(session: Session, settings: Settings, rows: Sequence[Row], agencies: Mapping[str, Agency]) -> None:
@@ -370,10 +371,10 @@ def apply_plan(
         for attempt in range(3):
             try:
                 with factory() as session, session.begin():
-                    acc, issued, audits, outbox, creds = _account_rows(settings, actor, chunk, agencies)
+                    acc, issued, audits, outbox, spans, creds = _account_rows(settings, actor, chunk, agencies)
                     conn = session.connection()  # Core executemany: the ORM's bulk path costs 3x
                     for model, params in ((Account, acc), (IssuedAddress, issued), (AuditEntry, audits),
-                                          (OutboxEntry, outbox)):
+                                          (OutboxEntry, outbox), (AccountSpan, spans)):
                         conn.execute(insert(model.__table__), params)
                     credentials.append(creds)
                 break

@@ -12,8 +12,10 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioning.errors import ConfigError
 
@@ -140,6 +142,19 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    timezone: str = "Asia/Ho_Chi_Minh"
+    makeup_days: tuple[str, ...] = ()  # ISO dates worked in place of a bridge day (make-up Saturdays)
+    extra_days_off: tuple[str, ...] = ()  # ISO dates off besides the public holidays (bridge days)
+    regular_week_share: float = 0.75
+    min_sent: int = 1
+    daily_day_share: float = 0.8
+    min_eligible_days: int = 20
+    dormant_days: int = 90
+    min_agency_size: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".")
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -149,6 +164,7 @@ class Settings:
     agencies: AgencySettings = field(default_factory=AgencySettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     certificates: CertificateSettings = field(default_factory=CertificateSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
     config_file: Path | None = None
 
     def path(self, value: str) -> Path:
@@ -165,6 +181,7 @@ SECTIONS: dict[str, type] = {
     "agencies": AgencySettings,
     "gateway": GatewaySettings,
     "certificates": CertificateSettings,
+    "stats": StatsSettings,
 }
 
 
@@ -220,6 +237,29 @@ def _section(name: str, cls: type, values: Mapping[str, Any], env: Mapping[str, 
     return dataclasses.replace(defaults, **kwargs)
 
 
+def _check_stats(stats: StatsSettings) -> None:
+    try:
+        ZoneInfo(stats.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"configuration [stats] timezone: {stats.timezone!r} is not a time zone (e.g. 'Asia/Ho_Chi_Minh')"
+        ) from None
+    for key in ("makeup_days", "extra_days_off"):
+        for value in getattr(stats, key):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ConfigError(
+                    f"configuration [stats] {key}: {value!r} is not a date (write YYYY-MM-DD, e.g. '2025-04-26')"
+                ) from None
+    for key in ("regular_week_share", "daily_day_share"):
+        if not 0 < getattr(stats, key) <= 1:
+            raise ConfigError(f"configuration [stats] {key} must be a share between 0 and 1 (e.g. 0.75)")
+    for key in ("min_sent", "min_eligible_days", "dormant_days", "min_agency_size"):
+        if getattr(stats, key) < 0:
+            raise ConfigError(f"configuration [stats] {key} must not be negative")
+
+
 def settings_from_mapping(
     data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
@@ -265,6 +305,7 @@ def settings_from_mapping(
                 f"configuration [certificates] reminder_windows: {window!r} is not a number of days "
                 f"(write whole days between 1 and 366, e.g. [30, 14, 7])"
             )
+    _check_stats(sections["stats"])
     database: DatabaseSettings = sections["database"]
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         rel = database.url[len("sqlite:///"):]

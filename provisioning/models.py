@@ -8,9 +8,9 @@ an ``audit_log`` row and a ``directory_outbox`` row in one transaction.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -209,6 +209,77 @@ class UsageEvent(Base):
     size: Mapped[int] = mapped_column(Integer)
     automatic: Mapped[bool] = mapped_column(Boolean)
     message_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AccountSpan(Base):
+    """A stretch of time during which an account was usable (active) in one agency.
+
+    Opened when an account is created or restored, closed when it is suspended, retired or
+    transferred (a transfer opens the next span in the new agency). The regular-use statistics count
+    an account only for the working days its spans cover, in the agency of its last span.
+    """
+
+    __tablename__ = "account_spans"
+    __table_args__ = (Index("ix_account_spans_account", "account_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    agency_id: Mapped[str] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class LoginEvent(Base):
+    """A mailbox login (IMAP/POP3) read from the mail store's log; ``line_hash`` makes imports idempotent."""
+
+    __tablename__ = "login_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    account_id: Mapped[str] = mapped_column(String(36), index=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str | None] = mapped_column(String(64))
+    line_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class UsageDaily(Base):
+    """One account's activity on one local day: non-automatic authenticated sends and mailbox logins.
+
+    A row exists only for an active day. ``working`` says whether the day was a working day under
+    the calendar named by the rollup state's fingerprint.
+    """
+
+    __tablename__ = "usage_daily"
+
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    sent: Mapped[int] = mapped_column(Integer)
+    logins: Mapped[int] = mapped_column(Integer)
+    working: Mapped[bool] = mapped_column(Boolean)
+
+
+class UsageWeekly(Base):
+    """``usage_daily`` summed per account and week (``week`` is its Monday), so reports read few rows."""
+
+    __tablename__ = "usage_weekly"
+
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    active_days: Mapped[int] = mapped_column(Integer)
+    working_days: Mapped[int] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer)
+    last_day: Mapped[date] = mapped_column(Date)
+
+
+class UsageRollupState(Base):
+    """How far the rollup has read ``usage_events`` and which working calendar its flags follow."""
+
+    __tablename__ = "usage_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    calendar: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Certificate(Base):

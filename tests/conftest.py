@@ -29,7 +29,10 @@ from provisioning.audit import Actor
 from provisioning.config import DirectorySettings, Secret, Settings, load_settings
 from provisioning.db import make_engine, migrate, session_factory
 
-pytest_plugins = ["tests.cert_fixtures"]  # pki, rogue, cg: a test CA and a province trusting it
+pytest_plugins = [
+    "tests.cert_fixtures",  # pki, rogue, cg: a test CA and a province trusting it
+    "tests.usage_fixtures",  # ug: agencies, accounts and their activity for the usage statistics
+]
 
 PG_URL = os.environ.get("GOVMAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SUFFIX = "dc=test,dc=govmail"
