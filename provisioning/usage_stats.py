@@ -362,8 +362,8 @@ def _by_agency(agencies: dict[str, Agency], usages: Sequence[AccountUsage], dorm
         if a.status != "active" and not grouped[a.id]:
             continue
         row = _summary(a.code, a.name, a.level, a.staff_count, grouped[a.id], dormant)
-        if row["eligible"] < min_size:
-            row.update(regular_pct=None, daily_pct=None, suppressed=True)
+        if row["eligible"] < min_size:  # counts would give the rates away
+            row.update(regular=None, regular_pct=None, daily=None, daily_pct=None, dormant=None, suppressed=True)
         rows.append(row)
     return rows
 

@@ -141,7 +141,8 @@ def test_agency_level_and_province_rates_worked_out_by_hand(tet_world) -> None: 
     only_commune = ug.report(TET_PERIOD, "agency", agency="000.00.71.H62").rows
     assert [(r["key"], r["regular"]) for r in only_commune] == [("000.00.71.H62", 2), ("total", 2)]
     hidden = {r["key"]: r for r in ug.report(TET_PERIOD, "agency", min_size=3).rows}
-    assert hidden["000.00.71.H62"]["suppressed"] and hidden["000.00.71.H62"]["regular_pct"] is None
+    assert hidden["000.00.71.H62"]["suppressed"] and hidden["000.00.71.H62"]["eligible"] == 2
+    assert {hidden["000.00.71.H62"][k] for k in ("regular", "regular_pct", "daily", "daily_pct", "dormant")} == {None}
     assert not hidden["000.00.15.H62"]["suppressed"] and hidden["total"]["regular_pct"] == 57.1
 
 
