@@ -18,6 +18,7 @@ from cli.doctor import doctor
 from cli.gateway import gateway
 from cli.sample import sample
 from cli.stats import stats
+from cli.usage import usage
 from provisioning.config import load_settings
 from provisioning.db import make_engine, migrate
 from provisioning.errors import ConfigError
@@ -123,6 +124,25 @@ crl_timeout = 10
 leader_titles = ["Bí thư", "Phó Bí thư", "Chủ tịch", "Phó Chủ tịch", "Giám đốc", "Phó Giám đốc",
                  "Chánh Văn phòng", "Phó Chánh Văn phòng", "Chánh Thanh tra", "Phó Chánh Thanh tra",
                  "Trưởng", "Phó Trưởng"]
+
+[stats]
+# The regular-use measure (docs/statistics.md). Days are local days in this time zone.
+timezone = "Asia/Ho_Chi_Minh"
+# Working days are Monday to Friday minus Vietnam's public holidays (Tết included), minus
+# extra_days_off (bridge days the government gives), plus makeup_days (Saturdays worked instead).
+makeup_days = []
+extra_days_off = []
+# A regular user was active in at least this share of their eligible working weeks and sent at
+# least min_sent messages; a daily user was active on this share of their eligible working days.
+regular_week_share = 0.75
+min_sent = 1
+daily_day_share = 0.8
+# An account counts only when it was usable on at least this many working days of the period.
+min_eligible_days = 20
+# A mailbox with no activity for this many days is dormant.
+dormant_days = 90
+# Agencies with fewer eligible accounts than this have their rates left out of published figures.
+min_agency_size = 0
 '''
 
 
@@ -208,17 +228,18 @@ def _set_format(ctx: click.Context, _param: click.Parameter, value: str | None) 
 
 
 def _accept_format_everywhere(group: click.Group) -> None:
-    """Let ``--format`` also follow the subcommand (govmail account list --format json)."""
+    """Let ``--format`` also follow the subcommand (govmail account list --format json), except
+    where the subcommand has a ``--format`` of its own (stats regular-use, usage import-log)."""
     for command in group.commands.values():
         if isinstance(command, click.Group):
             _accept_format_everywhere(command)
-        elif command.name != "init":
+        elif command.name != "init" and not any("--format" in p.opts for p in command.params):
             command.params.append(click.Option(
                 ["--format"], type=click.Choice(FORMATS), expose_value=False, callback=_set_format,
                 help="Output format: table, csv or json."))
 
 
-for _group in (agency, account, cert, directory, gateway, doctor, sample, stats):
+for _group in (agency, account, cert, directory, gateway, doctor, sample, stats, usage):
     cli.add_command(_group)
 _accept_format_everywhere(cli)
 

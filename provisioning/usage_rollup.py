@@ -92,6 +92,13 @@ def refresh(session: Session, settings: Settings, now: datetime | None = None,
     return result
 
 
+def pending(session: Session, rebuild: bool = False) -> int:
+    """How many sent events a refresh (or a rebuild) would read at most: for progress bars."""
+    query = select(func.count()).select_from(UsageEvent).where(UsageEvent.direction != "received")
+    watermark = None if rebuild else session.scalar(select(UsageRollupState.watermark).where(UsageRollupState.name == STATE))
+    return session.scalar(query if watermark is None else query.where(UsageEvent.at > watermark)) or 0
+
+
 def rebuild(session: Session, settings: Settings, now: datetime | None = None,
             progress: Callable[[int], None] | None = None) -> RefreshResult:
     """Recompute the whole rollup from the stored events and logins (after a bug fix or a restore)."""
