@@ -180,8 +180,7 @@ def dormant_ids(session: Session, settings: Settings, as_of: date, agency_ids: s
     window = Period("dormant", first, as_of)
     spans = _spans(session, window, tz)
     candidates = {a for a, s in spans.items()
-                  if s.kind == "personal" and s.agency_id in agency_ids and s.ranges[-1][1] == as_of
-                  and _first_usable(session, a, tz) <= first}
+                  if s.kind == "personal" and s.agency_id in agency_ids and s.ranges == [(first, as_of)]}
     return candidates - active_between(session, first, as_of)
 
 
@@ -258,11 +257,6 @@ def _spans(session: Session, period: Period, tz: ZoneInfo) -> dict[str, _Spans]:
         else:
             s.ranges.append((first, last))
     return out
-
-
-def _first_usable(session: Session, account_id: str, tz: ZoneInfo) -> date:
-    started = session.scalar(select(func.min(AccountSpan.started_at)).where(AccountSpan.account_id == account_id))
-    return started.astimezone(tz).date()
 
 
 def _whole_activity(session: Session, weeks: Sequence[Week], usages: dict[str, AccountUsage]) -> None:
