@@ -12,7 +12,8 @@ The measure (docs/statistics.md; every threshold in ``[stats]``):
 * A **regular user** is eligible, was active in at least ``regular_week_share`` of its eligible weeks
   (on eligible days) and sent at least ``min_sent`` messages. A **daily user** was active on at least
   ``daily_day_share`` of its eligible working days.
-* **Dormant**: a personal mailbox usable at the period's end (or today, for a period not over yet)
+* A period not over yet is cut at today (``2026`` becomes ``2026-01-01..<today>``).
+* **Dormant**: a personal mailbox usable at the period's end
   for ``dormant_days`` days with no active day in them.
 * **Coverage**: personal mailboxes usable at the period's end over the agencies' staff counts.
 
@@ -105,8 +106,16 @@ def regular_use(
     ``[stats] min_agency_size``) have their rates left out; ``trend`` adds the monthly figures.
     The rollup is refreshed first unless ``refresh`` is false.
 
-    :raises InvalidInput: an unknown breakdown or a negative ``min_size``. :raises NotFound: unknown agency.
+    A period not over yet is cut at ``today`` (default: today), so its rates are to date.
+
+    :raises InvalidInput: an unknown breakdown, a negative ``min_size``, a period starting after
+        ``today``. :raises NotFound: unknown agency.
     """
+    today = today or date.today()
+    if period.start > today:
+        raise InvalidInput("period", period.label, "has not started yet", f"today is {today}")
+    if period.end > today:
+        period = Period(f"{period.start}..{today}", period.start, today)
     if by not in BREAKDOWNS:
         raise InvalidInput("by", by, "is not a breakdown", "use " + ", ".join(BREAKDOWNS))
     min_size = settings.stats.min_agency_size if min_size is None else min_size
@@ -116,14 +125,14 @@ def regular_use(
         usage_rollup.refresh(session, settings)
     agencies = _agencies(session, agency)
     usages = account_usages(session, settings, period, set(agencies))
-    dormant = dormant_ids(session, settings, _as_of(period, today), set(agencies))
+    dormant = dormant_ids(session, settings, period.end, set(agencies))
     by_agency = _by_agency(agencies, usages, dormant, min_size)
     by_level = _by_level(settings, agencies, usages, dormant)
     report = UsageReport(period, by, [], [], by_level, by_agency)
     if compare:
         report.previous = period.previous_year()
         before = account_usages(session, settings, report.previous, set(agencies))
-        previous_dormant = dormant_ids(session, settings, _as_of(report.previous, today), set(agencies))
+        previous_dormant = dormant_ids(session, settings, report.previous.end, set(agencies))
         _add_previous(by_agency, _by_agency(agencies, before, previous_dormant, min_size))
         _add_previous(by_level, _by_level(settings, agencies, before, previous_dormant))
     if by == "account":
@@ -218,10 +227,6 @@ def dormant_list(session: Session, settings: Settings, as_of: date, agency: str 
         rows.append({"agency": account.agency.code, "address": account.address, "full_name": account.full_name,
                      "last_active": seen, "idle_days": (as_of - seen).days if seen else None})
     return sorted(rows, key=lambda r: (r["last_active"] or date.min, r["agency"], r["address"]))
-
-
-def _as_of(period: Period, today: date | None) -> date:
-    return min(period.end, today or date.today())
 
 
 def _agencies(session: Session, code: str | None) -> dict[str, Agency]:

@@ -301,3 +301,15 @@ def property_world(ug):  # type: ignore[no-untyped-def]
 def test_unknown_breakdown_is_refused(ug) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInput, match="breakdown"):
         ug.report("2025", "district")
+
+
+def test_a_period_not_over_is_cut_at_today(ug) -> None:  # type: ignore[no-untyped-def]
+    ug.agency("000.00.15.H62", "Sở Kế hoạch và Đầu tư", "province")
+    a = ug.account("Nguyễn Văn An", "000.00.15.H62")
+    ug.send(a, *WorkCalendar(StatsSettings()).working_days(D(2025, 3, 3), D(2025, 3, 12)))
+    # to Wed 12 Mar: 8 working days in 2 weeks, all active; the rest of March does not count against it
+    report = ug.report("2025-03", "account", today=D(2025, 3, 12))
+    assert report.period == Period("2025-03-01..2025-03-12", D(2025, 3, 1), D(2025, 3, 12))
+    assert [(r["eligible_days"], r["active_days"], r["regular"]) for r in report.rows] == [(8, 8, True)]
+    with pytest.raises(InvalidInput, match="has not started yet"):
+        ug.report("2025-04", today=D(2025, 3, 12))
