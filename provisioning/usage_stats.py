@@ -156,7 +156,7 @@ def account_usages(session: Session, settings: Settings, period: Period, agency_
     working = [d for w in weeks for d in w.working]
     need_days = min(settings.stats.min_eligible_days, len(working))
     spans = _spans(session, period, tz)
-    whole, partial = [], []
+    whole, partial_weeks = [], {}
     usages: dict[str, AccountUsage] = {}
     for account_id, s in spans.items():
         if s.agency_id not in agency_ids:
@@ -169,10 +169,10 @@ def account_usages(session: Session, settings: Settings, period: Period, agency_
         else:
             days = [d for first, last in s.ranges for d in working[bisect_left(working, first):bisect_right(working, last)]]
             u.eligible_days = len(days)
-            u.eligible_weeks = len({d - timedelta(days=d.weekday()) for d in days})
-            partial.append(u)
+            partial_weeks[account_id] = {d - timedelta(days=d.weekday()) for d in days}
+            u.eligible_weeks = len(partial_weeks[account_id])
     _whole_activity(session, all_weeks, {u.account_id: u for u in whole})
-    _partial_activity(session, cal, period, {u.account_id: u for u in partial}, spans)
+    _partial_activity(session, period, {a: usages[a] for a in partial_weeks}, spans, partial_weeks)
     for u in usages.values():
         u.eligible = u.eligible_days >= need_days and u.eligible_days > 0
         u.regular = (u.eligible and u.sent >= settings.stats.min_sent
@@ -300,27 +300,21 @@ def _add(usages: dict[str, AccountUsage], rows: Iterable[Any]) -> None:
         u.last_active = last if u.last_active is None or last > u.last_active else u.last_active
 
 
-def _partial_activity(session: Session, cal: WorkCalendar, period: Period, usages: dict[str, AccountUsage],
-                      spans: dict[str, _Spans]) -> None:
+def _partial_activity(session: Session, period: Period, usages: dict[str, AccountUsage],
+                      spans: dict[str, _Spans], eligible_weeks: dict[str, set[date]]) -> None:
     """Activity of accounts usable for part of the period, day by day, on their usable days only."""
     ids = sorted(usages)
-    eligible_weeks: dict[str, set[date]] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
         rows = session.execute(
             select(UsageDaily.account_id, UsageDaily.day, UsageDaily.sent, UsageDaily.working)
-            .where(UsageDaily.account_id.in_(chunk), UsageDaily.day >= period.start, UsageDaily.day <= period.end)
+            .where(UsageDaily.account_id.in_(ids[start:start + 500]), UsageDaily.day >= period.start,
+                   UsageDaily.day <= period.end)
         )
         active: dict[str, set[date]] = defaultdict(set)
         for account_id, day, sent, working in rows:
             if not any(a <= day <= b for a, b in spans[account_id].ranges):
                 continue
             u = usages[account_id]
-            if account_id not in eligible_weeks:
-                eligible_weeks[account_id] = {
-                    d - timedelta(days=d.weekday()) for a, b in spans[account_id].ranges
-                    for d in cal.working_days(a, b)
-                }
             monday = day - timedelta(days=day.weekday())
             if monday in eligible_weeks[account_id]:
                 active[account_id].add(monday)
