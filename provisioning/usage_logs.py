@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from provisioning.config import Settings
 from provisioning.errors import InvalidInput
 from provisioning.models import Account, Alias
-from provisioning.usage_rollup import Login, record_logins
+from provisioning.usage_rollup import Login, Touched, record_logins, recompute_weeks
 
 BATCH = 5000
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
@@ -253,6 +253,7 @@ def import_dovecot_log(
     parser = DovecotParser(local_zone, YearPlacer(year, reference))
     result = ImportResult(file=str(path))
     pending: list[Login] = []
+    touched: Touched = {}
     lines = logins = unknown = done = 0
     unknown_users = result.unknown_users
     first = last = None
@@ -289,9 +290,10 @@ def import_dovecot_log(
             line_hash = sha256(line.encode("utf-8", "surrogateescape")).hexdigest()
             pending.append(Login(account_id, at, protocol, client, line_hash))
             if len(pending) >= batch:
-                result.new += record_logins(session, settings, pending)
+                result.new += record_logins(session, settings, pending, touched)
                 pending = []
-        result.new += record_logins(session, settings, pending)
+        result.new += record_logins(session, settings, pending, touched)
+        recompute_weeks(session, touched)
         if progress is not None:
             _report(progress, raw_file, done)
     result.lines, result.logins, result.unknown, result.first, result.last = lines, logins, unknown, first, last

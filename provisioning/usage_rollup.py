@@ -52,6 +52,7 @@ class RefreshResult:
 
 
 Counts = dict[tuple[str, date], list[int]]  # (account, day) -> [sent, logins]
+Touched = dict[date, set[str]]  # week (Monday) -> accounts whose days in it changed
 
 
 def refresh(session: Session, settings: Settings, now: datetime | None = None,
@@ -112,8 +113,12 @@ def rebuild(session: Session, settings: Settings, now: datetime | None = None,
     return result
 
 
-def record_logins(session: Session, settings: Settings, logins: Sequence[Login]) -> int:
+def record_logins(session: Session, settings: Settings, logins: Sequence[Login],
+                  touched: Touched | None = None) -> int:
     """Store the logins not seen before (by ``line_hash``) and fold them into the rollup.
+
+    A long import passes ``touched`` (an empty dict) to every call and then calls
+    :func:`recompute_weeks` once with it, instead of rewriting the same weeks for every batch.
 
     :returns: how many were new.
     """
@@ -132,7 +137,7 @@ def record_logins(session: Session, settings: Settings, logins: Sequence[Login])
                  line_hash=login.line_hash) for login in new
         ])
         tz = ZoneInfo(settings.stats.timezone)
-        _fold(session, WorkCalendar(settings.stats), _login_counts([(n.account_id, n.at) for n in new], tz))
+        _fold(session, WorkCalendar(settings.stats), _login_counts([(n.account_id, n.at) for n in new], tz), touched)
     return len(new)
 
 
@@ -172,8 +177,12 @@ def _login_counts(logins: Iterable[tuple[str, datetime]], tz: ZoneInfo) -> Count
     return counts
 
 
-def _fold(session: Session, cal: WorkCalendar, counts: Mapping[tuple[str, date], list[int]]) -> tuple[int, int]:
-    """Add ``counts`` to ``usage_daily`` and recompute the weeks they touch; returns (days, weeks)."""
+def _fold(session: Session, cal: WorkCalendar, counts: Mapping[tuple[str, date], list[int]],
+          touched: Touched | None = None) -> tuple[int, int]:
+    """Add ``counts`` to ``usage_daily`` and recompute the weeks they touch; returns (days, weeks).
+
+    With ``touched``, the weeks are only noted there, for :func:`recompute_weeks` later.
+    """
     if not counts:
         return 0, 0
     stmt = _upsert(session, UsageDaily)
@@ -184,12 +193,18 @@ def _fold(session: Session, cal: WorkCalendar, counts: Mapping[tuple[str, date],
     rows = [dict(account_id=a, day=d, sent=s, logins=n, working=cal.is_working(d)) for (a, d), (s, n) in counts.items()]
     for start in range(0, len(rows), 10_000):
         session.execute(stmt, rows[start:start + 10_000])
-    touched: dict[date, set[str]] = defaultdict(set)
+    weeks: Touched = {} if touched is None else touched
     for account_id, day in counts:
-        touched[day - timedelta(days=day.weekday())].add(account_id)
+        weeks.setdefault(day - timedelta(days=day.weekday()), set()).add(account_id)
+    if touched is None:
+        recompute_weeks(session, weeks)
+    return len(rows), len({d - timedelta(days=d.weekday()) for _, d in counts})
+
+
+def recompute_weeks(session: Session, touched: Touched) -> None:
+    """Rewrite the weekly rollup of the given weeks and accounts from the daily one."""
     for monday, accounts in sorted(touched.items()):
         _recompute_week(session, monday, None if len(accounts) > _WHOLE_WEEK else sorted(accounts))
-    return len(rows), len(touched)
 
 
 def _recompute_week(session: Session, monday: date, accounts: list[str] | None) -> None:
