@@ -124,15 +124,17 @@ def regular_use(
     if refresh:
         usage_rollup.refresh(session, settings)
     agencies = _agencies(session, agency)
-    usages = account_usages(session, settings, period, set(agencies))
-    dormant = dormant_ids(session, settings, period.end, set(agencies))
+    spans = _spans(session, period, ZoneInfo(settings.stats.timezone))
+    usages = account_usages(session, settings, period, set(agencies), spans)
+    dormant = dormant_ids(session, settings, period.end, set(agencies), (period, spans))
     by_agency = _by_agency(agencies, usages, dormant, min_size)
     by_level = _by_level(settings, agencies, usages, dormant)
     report = UsageReport(period, by, [], [], by_level, by_agency)
     if compare:
         report.previous = period.previous_year()
-        before = account_usages(session, settings, report.previous, set(agencies))
-        previous_dormant = dormant_ids(session, settings, report.previous.end, set(agencies))
+        spans = _spans(session, report.previous, ZoneInfo(settings.stats.timezone))
+        before = account_usages(session, settings, report.previous, set(agencies), spans)
+        previous_dormant = dormant_ids(session, settings, report.previous.end, set(agencies), (report.previous, spans))
         _add_previous(by_agency, _by_agency(agencies, before, previous_dormant, min_size))
         _add_previous(by_level, _by_level(settings, agencies, before, previous_dormant))
     if by == "account":
@@ -148,14 +150,16 @@ def regular_use(
     return report
 
 
-def account_usages(session: Session, settings: Settings, period: Period, agency_ids: set[str]) -> list[AccountUsage]:
-    """Every account usable at some point of ``period`` whose last agency in it is in ``agency_ids``."""
+def account_usages(session: Session, settings: Settings, period: Period, agency_ids: set[str],
+                   spans: dict[str, _Spans] | None = None) -> list[AccountUsage]:
+    """Every account usable at some point of ``period`` whose last agency in it is in ``agency_ids``
+    (``spans``: the period's spans, when read already)."""
     cal, tz = WorkCalendar(settings.stats), ZoneInfo(settings.stats.timezone)
     all_weeks = cal.weeks(period)
     weeks = [w for w in all_weeks if w.working]
     working = [d for w in weeks for d in w.working]
     need_days = min(settings.stats.min_eligible_days, len(working))
-    spans = _spans(session, period, tz)
+    spans = _spans(session, period, tz) if spans is None else spans
     whole, partial_weeks = [], {}
     usages: dict[str, AccountUsage] = {}
     for account_id, s in spans.items():
@@ -181,15 +185,18 @@ def account_usages(session: Session, settings: Settings, period: Period, agency_
     return list(usages.values())
 
 
-def dormant_ids(session: Session, settings: Settings, as_of: date, agency_ids: set[str]) -> set[str]:
+def dormant_ids(session: Session, settings: Settings, as_of: date, agency_ids: set[str],
+                known: tuple[Period, dict[str, _Spans]] | None = None) -> set[str]:
     """Personal mailboxes usable on ``as_of`` (and for ``dormant_days`` before it) with no active day
-    in the ``dormant_days`` days up to ``as_of``."""
-    tz = ZoneInfo(settings.stats.timezone)
+    in the ``dormant_days`` days up to ``as_of``. ``known``: a period ending on ``as_of`` and its
+    spans, read already (they answer when the period covers the window)."""
     first = as_of - timedelta(days=settings.stats.dormant_days - 1)
-    window = Period("dormant", first, as_of)
-    spans = _spans(session, window, tz)
-    candidates = {a for a, s in spans.items()
-                  if s.kind == "personal" and s.agency_id in agency_ids and s.ranges == [(first, as_of)]}
+    if known is not None and known[0].start <= first and known[0].end == as_of:
+        spans = known[1]
+    else:
+        spans = _spans(session, Period("dormant", first, as_of), ZoneInfo(settings.stats.timezone))
+    candidates = {a for a, s in spans.items() if s.kind == "personal" and s.agency_id in agency_ids
+                  and s.ranges[-1][0] <= first and s.ranges[-1][1] == as_of}
     return candidates - active_between(session, first, as_of)
 
 
