@@ -67,9 +67,7 @@ def refresh(session: Session, settings: Settings, now: datetime | None = None,
     result = RefreshResult()
     zone, _, fingerprint = (state.calendar or "").partition("|")
     if state.calendar is not None and zone != settings.stats.timezone:
-        _clear(session, state)
-        for login_chunk in _stored_logins(session):
-            _fold(session, cal, _login_counts(login_chunk, tz))
+        _restart(session, state, cal, tz)
         result.rebuilt = True
     elif state.calendar is not None and fingerprint != cal.fingerprint():
         _reflag(session, cal)
@@ -103,11 +101,7 @@ def pending(session: Session, rebuild: bool = False) -> int:
 def rebuild(session: Session, settings: Settings, now: datetime | None = None,
             progress: Callable[[int], None] | None = None) -> RefreshResult:
     """Recompute the whole rollup from the stored events and logins (after a bug fix or a restore)."""
-    state = _lock(session)
-    _clear(session, state)
-    cal, tz = WorkCalendar(settings.stats), ZoneInfo(settings.stats.timezone)
-    for login_chunk in _stored_logins(session):
-        _fold(session, cal, _login_counts(login_chunk, tz))
+    _restart(session, _lock(session), WorkCalendar(settings.stats), ZoneInfo(settings.stats.timezone))
     result = refresh(session, settings, now, progress)
     result.rebuilt = True
     return result
@@ -158,16 +152,14 @@ def _upsert(session: Session, model: type) -> postgresql.Insert | sqlite.Insert:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def _clear(session: Session, state: UsageRollupState) -> None:
+def _restart(session: Session, state: UsageRollupState, cal: WorkCalendar, tz: ZoneInfo) -> None:
+    """Empty the rollup and fold the stored logins back in; events follow from an empty watermark."""
     session.execute(delete(UsageWeekly))
     session.execute(delete(UsageDaily))
-    state.watermark = None
-
-
-def _stored_logins(session: Session) -> Iterable[list[tuple[str, datetime]]]:
+    state.watermark = state.calendar = None
     rows = session.execute(select(LoginEvent.account_id, LoginEvent.at).execution_options(yield_per=20_000))
     for chunk in rows.partitions():
-        yield [tuple(row) for row in chunk]  # type: ignore[misc]
+        _fold(session, cal, _login_counts(chunk, tz))
 
 
 def _login_counts(logins: Iterable[tuple[str, datetime]], tz: ZoneInfo) -> Counts:

@@ -313,3 +313,18 @@ def test_a_period_not_over_is_cut_at_today(ug) -> None:  # type: ignore[no-untyp
     assert [(r["eligible_days"], r["active_days"], r["regular"]) for r in report.rows] == [(8, 8, True)]
     with pytest.raises(InvalidInput, match="has not started yet"):
         ug.report("2025-04", today=D(2025, 3, 12))
+
+
+def test_a_new_time_zone_rebuilds_the_rollup(ug) -> None:  # type: ignore[no-untyped-def]
+    ug.agency("000.00.15.H62", "Sở Kế hoạch và Đầu tư", "province")
+    a = ug.account("Nguyễn Văn An", "000.00.15.H62")
+    with ug.gm.session() as s, s.begin():
+        account_id = accounts.get_account(s, a).id
+        at = datetime(2025, 5, 4, 23, 30, tzinfo=timezone.utc)  # 06:30 on Monday 5 May in Hà Nội
+        usage_rollup.record_logins(s, ug.settings, [usage_rollup.Login(account_id, at, "imap", None, "h" * 64)])
+        usage_rollup.refresh(s, ug.settings)
+        assert s.scalars(select(UsageDaily.day)).all() == [D(2025, 5, 5)]
+    ug.stats = {"timezone": "UTC"}
+    with ug.gm.session() as s, s.begin():
+        assert usage_rollup.refresh(s, ug.settings).rebuilt
+        assert s.execute(select(UsageDaily.day, UsageDaily.working)).all() == [(D(2025, 5, 4), False)]
