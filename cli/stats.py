@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
+from xlsxwriter.exceptions import FileCreateError
 
 from cli.app import App, render
 from provisioning import cert_stats, usage_export, usage_stats
@@ -81,11 +83,12 @@ def regular_use(app: App, period: str, by: str, agency: str | None, compare: boo
                                          compare=compare, min_size=min_size, trend=fmt == "xlsx")
     if fmt == "xlsx":
         assert output is not None
-        usage_export.write_xlsx(output, report, lang)
+        with _writing("--output", output):
+            usage_export.write_xlsx(output, report, lang)
         click.echo(f"wrote {output}")
         return
     rows, columns = report.rows, report.columns
-    if lang == "vi" or fmt == "csv":
+    if fmt != "json" and (lang == "vi" or fmt == "csv"):  # JSON keeps its keys for scripts
         names = usage_export.headers(columns, lang, by=by)
         rows = [{name: _cell(row, key, lang) for name, key in zip(names, columns)} for row in rows]
         columns = names
@@ -93,8 +96,20 @@ def regular_use(app: App, period: str, by: str, agency: str | None, compare: boo
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
+        with _writing("--output", output):
+            output.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
         click.echo(f"wrote {output}")
+
+
+@contextmanager
+def _writing(option: str, path: Path) -> Iterator[None]:
+    """Turn a file that cannot be written into a usage error naming it."""
+    try:
+        yield
+    except (OSError, FileCreateError) as exc:
+        reason = getattr(exc.args[0] if isinstance(exc, FileCreateError) else exc, "strerror", None) or str(exc)
+        raise InvalidInput(option, str(path), f"cannot be written ({reason})",
+                           "choose a folder that exists and that you may write to") from None
 
 
 def _cell(row: dict[str, Any], key: str, lang: str) -> Any:
@@ -143,6 +158,6 @@ def chart(app: App, period: str, agency: str | None, lang: str, output_dir: Path
     with app.unit() as session:
         report = usage_stats.regular_use(session, app.settings, parse_period(period), "agency", agency=agency,
                                          trend=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paths = usage_export.write_charts(output_dir, report, lang)
+    with _writing("--output-dir", output_dir):
+        paths = usage_export.write_charts(output_dir, report, lang)
     app.emit([{"chart": str(p)} for p in paths], ["chart"])

@@ -100,6 +100,9 @@ def test_dormant_list(province) -> None:  # type: ignore[no-untyped-def]
     (("--period", "2025-13"), 2, "period '2025-13': is not a period"),
     (("--period", "2025", "--agency", "999.99.99.H62"), 1, "no agency '999.99.99.H62'"),  # as every NotFound
     (("--period", "2025", "--min-size", "-1"), 2, "-1"),
+    (("--period", "2025", "--format", "xlsx", "--output", "/nonexistent/r.xlsx"), 2,
+     "--output '/nonexistent/r.xlsx': cannot be written (No such file or directory)"),
+    (("--period", "2025", "--format", "csv", "--output", "/nonexistent/r.csv"), 2, "cannot be written"),
 ])
 def test_bad_input_is_refused_clearly(province, args, code, message) -> None:  # type: ignore[no-untyped-def]
     ug, _ = province
