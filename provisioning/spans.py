@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from provisioning.models import Account, AccountSpan
@@ -42,9 +42,3 @@ def close(session: Session, account_id: str, at: datetime) -> None:
         .values(ended_at=at)
     )
 
-
-def spans_of(session: Session, account_id: str) -> list[AccountSpan]:
-    """The account's spans, oldest first."""
-    return list(session.scalars(
-        select(AccountSpan).where(AccountSpan.account_id == account_id).order_by(AccountSpan.started_at)
-    ))
