@@ -322,6 +322,7 @@ Done in $SECONDS s. govmail is running on $data_dir (slapd at $ldap_url). Try ne
 
   govmail directory verify          # LDAP matches the SQL system of record?
   govmail account list --agency $agency --format json
+  govmail stats regular-use --period $(date +%Y) --by level   # regular use (after mail flows)
   govmail --help
   govmail directory stop            # stop the embedded slapd
 EOF
