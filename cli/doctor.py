@@ -1,4 +1,5 @@
-"""``govmail doctor``: checks configuration, database, directory and outbox, and says how to fix them."""
+"""``govmail doctor``: checks configuration, database, directory, outbox and the usage rollup, and says
+how to fix them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from cli.app import EXIT_FAILED, App
 from directory.embedded import local_slapd
 from provisioning.db import schema_status
 from provisioning.errors import GovmailError
-from provisioning.models import OutboxEntry, utcnow
+from provisioning import usage_rollup
+from provisioning.models import OutboxEntry, UsageEvent, UsageRollupState, utcnow
 
 Check = tuple[str, str, str]  # (status ok|warn|fail, detail, fix)
 
@@ -66,16 +68,29 @@ def _outbox(app: App) -> Check:
     return ("warn" if age.total_seconds() > 300 else "ok"), detail, "govmail directory sync"
 
 
+def _usage(app: App) -> Check:
+    with app.factory() as session:
+        watermark = session.scalar(select(UsageRollupState.watermark).where(UsageRollupState.name == usage_rollup.STATE))
+        query = select(func.count(), func.min(UsageEvent.at)).where(UsageEvent.direction != "received")
+        waiting, oldest = session.execute(query if watermark is None else query.where(UsageEvent.at > watermark)).one()
+    if not waiting:
+        return "ok", (f"up to date (events to {watermark:%Y-%m-%d %H:%M} UTC)" if watermark else "no usage events yet"), ""
+    age = utcnow() - oldest
+    detail = f"{waiting} sent event(s) not in the statistics rollup yet, oldest {age.days} day(s) {age.seconds // 3600} h"
+    return ("warn" if age.days >= 1 else "ok"), detail, "govmail usage refresh (hourly, from cron)"
+
+
 CHECKS: list[tuple[str, Callable[[App], Check]]] = [
     ("configuration", _config), ("database", _database), ("embedded slapd", _embedded),
-    ("directory", _directory), ("outbox", _outbox),
+    ("directory", _directory), ("outbox", _outbox), ("usage rollup", _usage),
 ]
 
 
 @click.command()
 @click.pass_obj
 def doctor(app: App) -> None:
-    """Check configuration, database, directory (connection and schema) and the outbox backlog.
+    """Check configuration, database, directory (connection and schema), the outbox backlog and
+    whether the usage statistics are refreshed.
 
     Exit code 1 when a check fails; each failure says how to fix it.
 

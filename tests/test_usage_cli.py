@@ -117,3 +117,16 @@ def test_usage_refresh_folds_new_events_once(province) -> None:  # type: ignore[
     assert json.loads(run(ug.gm, "usage", "refresh", "--format", "json").stdout)["events"] == 0
     rebuilt = json.loads(run(ug.gm, "usage", "refresh", "--rebuild", "--format", "json").stdout)
     assert rebuilt["events"] == 25 and rebuilt["rebuilt"]
+
+
+def test_doctor_warns_when_the_rollup_is_not_refreshed(province) -> None:  # type: ignore[no-untyped-def]
+    ug, _ = province
+
+    def usage_check() -> dict:  # type: ignore[type-arg]
+        result = ug.gm.cli("--format", "json", "doctor")
+        return next(c for c in json.loads(result.stdout) if c["check"] == "usage rollup")
+
+    stale = usage_check()
+    assert stale["status"] == "warn" and "25 sent event(s)" in stale["detail"] and "usage refresh" in stale["fix"]
+    run(ug.gm, "usage", "refresh")
+    assert usage_check()["status"] == "ok"
