@@ -158,8 +158,10 @@ def _restart(session: Session, state: UsageRollupState, cal: WorkCalendar, tz: Z
     session.execute(delete(UsageDaily))
     state.watermark = state.calendar = None
     rows = session.execute(select(LoginEvent.account_id, LoginEvent.at).execution_options(yield_per=20_000))
+    touched: Touched = {}
     for chunk in rows.partitions():
-        _fold(session, cal, _login_counts(chunk, tz))
+        _fold(session, cal, _login_counts(chunk, tz), touched)
+    recompute_weeks(session, touched)  # once, not once per chunk
 
 
 def _login_counts(logins: Iterable[tuple[str, datetime]], tz: ZoneInfo) -> Counts:
