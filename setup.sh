@@ -4,7 +4,7 @@
 #   ./setup.sh demo [DATA_DIR]      install slapd, ldap-utils and the Python venv, then run the main
 #                                   job on the embedded default (SQLite + a local slapd govmail starts
 #                                   itself) with its data in DATA_DIR (default: ./govmail-data)
-#   ./setup.sh test [PYTEST ARGS]   install slapd, ldap-utils, Dovecot, PostgreSQL (unless one already
+#   ./setup.sh test [PYTEST ARGS]   install slapd, ldap-utils, Dovecot, Chromium, PostgreSQL (unless one already
 #                                   answers) and the venv with the test extras, then run the test suite
 #
 # Both are idempotent: a second run installs nothing and is quick. Installing Debian packages needs
@@ -234,7 +234,7 @@ check /etc/postgresql/$ver/$cluster/pg_hba.conf, or set GOVMAIL_TEST_PG_URL"
 # Modes
 
 run_tests() {
-    debian_phase dovecot-imapd dovecot-ldap
+    debian_phase dovecot-imapd dovecot-ldap chromium
     venv_phase test
     postgres_phase
     phase "Test suite: python -m pytest${*:+ $*}"

@@ -16,6 +16,7 @@ from cli.app import FORMATS, App, GovmailGroup
 from cli.directory import directory, start_embedded
 from cli.doctor import doctor
 from cli.gateway import gateway
+from cli.portal import portal
 from cli.sample import sample
 from cli.stats import stats
 from cli.usage import usage
@@ -143,6 +144,38 @@ min_eligible_days = 20
 dormant_days = 90
 # Agencies with fewer eligible accounts than this have their rates left out of published figures.
 min_agency_size = 0
+
+[portal]
+# govmail portal run: the agency self-service web portal and /api/v1. Put it behind a TLS reverse
+# proxy (nginx, Apache) that forwards to host:port; several workers need PostgreSQL.
+host = "127.0.0.1"
+port = 8080
+workers = 1
+# The address people type, used in links in notification e-mails.
+public_url = "https://portal.govmail.local"
+# Encrypts TOTP secrets and credentials handover files; created (0600) on first use. Back it up:
+# without it, officials must enrol TOTP again.
+secret_key_file = "secrets/portal.key"
+# Cookies only over HTTPS (leave true in production; false only for plain-HTTP tests).
+cookie_secure = true
+# A session ends after this many idle minutes, and after this many hours in any case.
+session_idle_minutes = 30
+session_max_hours = 12
+# Failed sign-ins (password or code) allowed per account and per client address within the
+# window (seconds); then sign-in is refused until the window has passed.
+signin_failures_per_account = 5
+signin_failures_per_client = 20
+signin_failure_window = 900
+# Name shown in authenticator apps, and how many one-time recovery codes an enrolment gives.
+totp_issuer = "govmail"
+recovery_codes = 10
+# Sender of notification e-mails (default no-reply@<[gateway] hostname>); sent like certificate
+# reminders, through [gateway] relay_host or the gateway's own inbound listener.
+notify_sender = ""
+page_size = 50
+# Largest CSV upload for a request for new accounts.
+max_upload_bytes = 2000000
+max_upload_rows = 5000
 '''
 
 
@@ -239,7 +272,7 @@ def _accept_format_everywhere(group: click.Group) -> None:
                 help="Output format: table, csv or json."))
 
 
-for _group in (agency, account, cert, directory, gateway, doctor, sample, stats, usage):
+for _group in (agency, account, cert, directory, gateway, doctor, portal, sample, stats, usage):
     cli.add_command(_group)
 _accept_format_everywhere(cli)
 

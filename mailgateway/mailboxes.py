@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning import passwords
-from mailgateway.throttle import blocked, fail
+from provisioning.throttle import blocked, fail
 from provisioning.config import GatewaySettings, PasswordSettings
 from provisioning.errors import NotFound
 from provisioning.accounts import get_account

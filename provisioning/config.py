@@ -155,6 +155,29 @@ class StatsSettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # The address people type, for links in notification e-mails.
+    public_url: str = "http://127.0.0.1:8080"
+    # Fernet key that encrypts TOTP secrets and credentials handover files (created on first use).
+    secret_key_file: str = "secrets/portal.key"
+    cookie_secure: bool = True
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    signin_failures_per_account: int = 5
+    signin_failures_per_client: int = 20
+    signin_failure_window: float = 900.0
+    totp_issuer: str = "govmail"
+    recovery_codes: int = 10
+    notify_sender: str = ""
+    page_size: int = 50
+    max_upload_bytes: int = 2_000_000
+    max_upload_rows: int = 5000
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".")
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -165,6 +188,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     certificates: CertificateSettings = field(default_factory=CertificateSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
     config_file: Path | None = None
 
     def path(self, value: str) -> Path:
@@ -182,6 +206,7 @@ SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "certificates": CertificateSettings,
     "stats": StatsSettings,
+    "portal": PortalSettings,
 }
 
 
@@ -306,6 +331,11 @@ def settings_from_mapping(
                 f"(write whole days between 1 and 366, e.g. [30, 14, 7])"
             )
     _check_stats(sections["stats"])
+    portal: PortalSettings = sections["portal"]
+    for key in ("session_idle_minutes", "session_max_hours", "signin_failures_per_account",
+                "signin_failures_per_client", "page_size", "max_upload_rows"):
+        if getattr(portal, key) < 1:
+            raise ConfigError(f"configuration [portal] {key} must be at least 1")
     database: DatabaseSettings = sections["database"]
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         rel = database.url[len("sqlite:///"):]

@@ -355,3 +355,151 @@ class ReminderSent(Base):
     window: Mapped[int] = mapped_column(Integer, primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     recipients: Mapped[str] = mapped_column(Text)
+
+
+# --- the portal: roles, sign-in, requests --------------------------------------------------------
+
+
+class PortalRole(Base):
+    """An administrator role: ``province_admin`` (no agency: everything) or ``agency_admin`` of one
+    agency and the agencies below it."""
+
+    __tablename__ = "portal_roles"
+    __table_args__ = (Index("ux_portal_roles", "account_id", "role", "agency_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"), index=True)
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account] = relationship(lazy="joined")
+    agency: Mapped[Agency | None] = relationship(lazy="joined")
+
+
+class TotpCredential(Base):
+    """An account's TOTP secret, encrypted with the portal key (Fernet). ``confirmed_at`` is set once
+    a first code has been accepted; ``last_step`` is the newest time step used (a code is never
+    accepted twice)."""
+
+    __tablename__ = "totp_credentials"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_step: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"TotpCredential(account_id={self.account_id!r}, confirmed={self.confirmed_at is not None})"
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code (HMAC-SHA256 under the portal key; the code itself is shown once)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PortalSession(Base):
+    """A signed-in browser. ``id`` is the SHA-256 of the cookie value; ``stage`` is how far sign-in
+    got (``totp``: password accepted, code pending; ``enrol``: an administrator must enrol TOTP
+    first; ``full``: signed in)."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    csrf: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+    def __repr__(self) -> str:  # never the id: it opens the session
+        return f"PortalSession(account_id={self.account_id!r}, stage={self.stage!r})"
+
+
+class ApiToken(Base):
+    """A bearer token for ``/api/v1``, scoped to one agency and those below it (SHA-256 stored)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    agency: Mapped[Agency] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"ApiToken(name={self.name!r}, revoked={self.revoked_at is not None})"
+
+
+class ChangeRequest(Base):
+    """A change an agency administrator (or an API token) asks for and a province administrator
+    approves or rejects. ``payload`` and ``outcome`` are JSON; ``credentials`` is the encrypted
+    handover file (initial passwords) until the requester downloads it."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    summary: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requester_account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    requester_token_id: Mapped[str | None] = mapped_column(ForeignKey("api_tokens.id"))
+    source: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credentials_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    agency: Mapped[Agency] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"ChangeRequest(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+class AutoApproveRule(Base):
+    """Requests of ``kind`` for this agency (and those below it) are approved as they arrive."""
+
+    __tablename__ = "auto_approve_rules"
+
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    agency: Mapped[Agency] = relationship(lazy="joined")
+
+
+class Notification(Base):
+    """An e-mail waiting to be sent (written in the transaction of the change it reports)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    recipients: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

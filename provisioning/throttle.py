@@ -1,4 +1,4 @@
-"""Failed-login throttling shared by every gateway process that uses the same database.
+"""Failed-login throttling shared by every process that uses the same database (gateway, portal).
 
 Each failure adds a row per key (``account:<id>`` or the login as typed when it names no account,
 and ``client:<address>``); a key with ``limit`` rows inside the window is refused until they age
