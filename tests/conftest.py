@@ -32,6 +32,7 @@ from provisioning.db import make_engine, migrate, session_factory
 pytest_plugins = [
     "tests.cert_fixtures",  # pki, rogue, cg: a test CA and a province trusting it
     "tests.usage_fixtures",  # ug: agencies, accounts and their activity for the usage statistics
+    "tests.portal_fixtures",  # pw: a province with administrators and officials, and its portal
 ]
 
 PG_URL = os.environ.get("GOVMAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -1,0 +1,1 @@
+"""The agency self-service portal (server-rendered pages) and the JSON API under /api/v1."""
