@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0, durable: bool = False) -> Engine:
     """An engine for ``url``. A writer waits at most ``lock_timeout`` seconds for another one's
     lock, then fails. SQLite files also get WAL, foreign keys and ``BEGIN IMMEDIATE`` transactions;
@@ -28,6 +32,8 @@ def make_engine(url: str, echo: bool = False, lock_timeout: float = 30.0, durabl
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             # Take transaction control from pysqlite, whose implicit BEGIN breaks SAVEPOINTs.
             dbapi_conn.isolation_level = None
+            # SQLite's own lower() folds ASCII only: "Đặng" would not match a search for "đặng".
+            dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
