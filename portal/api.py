@@ -7,7 +7,7 @@ verification). An object outside the token's agencies is 404, as one that does n
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal, Union
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
@@ -95,15 +95,54 @@ class Overview(BaseModel):
     children: list[dict[str, str]]
 
 
-class RequestIn(BaseModel):
-    kind: Literal["create", "suspend", "restore", "retire", "transfer", "reset_password", "cert_bind"]
-    address: str | None = Field(None, max_length=320, description="The account (all kinds but create)")
-    agency: str | None = Field(None, max_length=32, description="create: the agency; transfer: the new agency")
-    rows: list[dict[str, str | int]] | None = Field(
-        None, max_length=5000,
-        description="create: one object per official, keys as the CSV headers (full_name, title, phone, "
-                    "employee_code, personal_email)")
-    certificate: str | None = Field(None, max_length=100_000, description="cert_bind: PEM text or base64 DER")
+AGENCY_CODE = r"^(\d{3}\.\d{2}\.\d{2}\.[A-Za-z]\d{2}|\d{2,5})$"
+Address = Field(..., min_length=1, max_length=320, description="The account's address (or its local part)")
+
+
+class NewOfficial(BaseModel):
+    full_name: str = Field(..., min_length=1, max_length=128, description="As written, e.g. Nguyễn Thị Lâm")
+    title: str | None = Field(None, max_length=128)
+    phone: str | None = Field(None, max_length=32)
+    employee_code: str | None = Field(None, max_length=64, description="The HR system's code: tells namesakes apart")
+    personal_email: str | None = Field(None, max_length=254)
+
+
+class CreateIn(BaseModel):
+    """New accounts in an agency, one per official (checked as a staff-list upload would be)."""
+
+    kind: Literal["create"]
+    agency: str = Field(..., pattern=AGENCY_CODE, description="Agency code, e.g. 000.00.15.H62")
+    rows: list[NewOfficial] = Field(..., min_length=1, max_length=5000)
+
+
+class AccountChangeIn(BaseModel):
+    """Suspend, restore, retire an account, or give it a new generated password."""
+
+    kind: Literal["suspend", "restore", "retire", "reset_password"]
+    address: str = Address
+
+
+class TransferIn(BaseModel):
+    kind: Literal["transfer"]
+    address: str = Address
+    agency: str = Field(..., pattern=AGENCY_CODE, description="The new agency's code")
+
+
+class CertBindIn(BaseModel):
+    kind: Literal["cert_bind"]
+    address: str = Address
+    certificate: str = Field(..., min_length=1, max_length=100_000, description="PEM text, or base64 DER")
+
+
+RequestIn = Annotated[Union[CreateIn, AccountChangeIn, TransferIn, CertBindIn], Field(discriminator="kind")]
+
+
+def payload_of(body: BaseModel) -> dict[str, Any]:
+    """What the engine takes: the create rows numbered from 1, empty fields left out."""
+    if isinstance(body, CreateIn):
+        rows = [{"line": n, **row.model_dump(exclude_none=True)} for n, row in enumerate(body.rows, 1)]
+        return {"agency": body.agency, "rows": rows}
+    return body.model_dump(exclude={"kind"})
 
 
 class RequestOut(BaseModel):
@@ -163,8 +202,7 @@ def list_requests(status: Literal["pending", "rejected", "applied", "failed"] | 
 @router.post("/requests", response_model=RequestOut, status_code=201, summary="Submit a request")
 def submit(body: RequestIn, background: BackgroundTasks, request: Request, a: Api = Depends(api)) -> Any:
     portal = portal_of(request)
-    payload = {k: v for k, v in body.model_dump().items() if v is not None and k != "kind"}
-    req = requests.submit(a.s, portal.settings, portal.box, a.principal, body.kind, payload)
+    req = requests.submit(a.s, portal.settings, portal.box, a.principal, body.kind, payload_of(body))
     a.s.commit()
     background.add_task(portal.after_change)
     return requests.request_view(req)
