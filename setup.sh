@@ -323,6 +323,8 @@ Done in $SECONDS s. govmail is running on $data_dir (slapd at $ldap_url). Try ne
   govmail directory verify          # LDAP matches the SQL system of record?
   govmail account list --agency $agency --format json
   govmail stats regular-use --period $(date +%Y) --by level   # regular use (after mail flows)
+  govmail portal grant lamnt@vinhphuc.gov.vn --agency $agency  # make her the agency's administrator
+  govmail portal run                # then open http://127.0.0.1:8080 and sign in as lamnt
   govmail --help
   govmail directory stop            # stop the embedded slapd
 EOF

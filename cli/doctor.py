@@ -12,8 +12,8 @@ from cli.app import EXIT_FAILED, App
 from directory.embedded import local_slapd
 from provisioning.db import schema_status
 from provisioning.errors import GovmailError
-from provisioning import usage_rollup
-from provisioning.models import OutboxEntry, UsageEvent, UsageRollupState, utcnow
+from provisioning import notify, roles, secretbox, usage_rollup
+from provisioning.models import Notification, OutboxEntry, TotpCredential, UsageEvent, UsageRollupState, utcnow
 
 Check = tuple[str, str, str]  # (status ok|warn|fail, detail, fix)
 
@@ -80,17 +80,39 @@ def _usage(app: App) -> Check:
     return ("warn" if age.days >= 1 else "ok"), detail, "govmail usage refresh (hourly, from cron)"
 
 
+def _portal(app: App) -> Check:
+    key_file = app.settings.path(app.settings.portal.secret_key_file)
+    with app.factory() as session:
+        enrolled = session.scalar(select(func.count()).select_from(TotpCredential)) or 0
+        admins = len(roles.province_admin_addresses(session))
+        waiting = notify.pending_count(session)
+        failing = session.scalar(select(func.count()).select_from(Notification).where(
+            Notification.sent_at.is_(None), Notification.last_error.is_not(None))) or 0
+    if not key_file.exists():
+        if enrolled:
+            return "fail", f"portal key {key_file} missing; {enrolled} TOTP enrolment(s) cannot be read", \
+                "restore the key file from the backup"
+        return "ok", "portal not started yet (its key is created on first run)", "govmail portal run"
+    secretbox.load(app.settings, create=False)
+    if not admins:
+        return "warn", "no province administrator", "govmail portal grant ADDRESS"
+    if failing:
+        return "warn", f"{waiting} notification e-mail(s) waiting, {failing} failing", \
+            "check [gateway] relay_host, then: govmail portal notify"
+    return "ok", f"{admins} province administrator(s); {waiting} notification(s) waiting", ""
+
+
 CHECKS: list[tuple[str, Callable[[App], Check]]] = [
     ("configuration", _config), ("database", _database), ("embedded slapd", _embedded),
-    ("directory", _directory), ("outbox", _outbox), ("usage rollup", _usage),
+    ("directory", _directory), ("outbox", _outbox), ("usage rollup", _usage), ("portal", _portal),
 ]
 
 
 @click.command()
 @click.pass_obj
 def doctor(app: App) -> None:
-    """Check configuration, database, directory (connection and schema), the outbox backlog and
-    whether the usage statistics are refreshed.
+    """Check configuration, database, directory (connection and schema), the outbox backlog,
+    whether the usage statistics are refreshed, and the portal (its key, administrators, e-mails).
 
     Exit code 1 when a check fails; each failure says how to fix it.
 

@@ -113,6 +113,8 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if settings.portal.cookie_secure:  # served through HTTPS (a TLS proxy): browsers keep to it
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
     @app.exception_handler(Redirect)

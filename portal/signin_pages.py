@@ -52,6 +52,7 @@ def login(request: Request, login: str = Form(""), password: str = Form(""), csr
         s.commit()  # the failure counts toward the lockout
         error = "locked" if result.status == "locked" else "wrong"
         return _login_page(request, error, 429 if error == "locked" else 401, login[:320])
+    signin.purge_expired(s)  # sign-ins keep the session table small
     cookie = signin.open_session(s, portal.settings, result.account_id, result.stage or "full", client_of(request))
     s.commit()
     target = {"totp": "/login/totp", "enrol": "/enrol"}.get(result.stage or "", "/")

@@ -125,10 +125,12 @@ class PortalWorld:
         return person
 
     def serve(self) -> Iterator[str]:
-        """Run the app on a free loopback port; yields its base URL."""
+        """Run the app on a free loopback port, with production's Secure cookies (Chromium keeps
+        them for http://127.0.0.1, a secure context); yields its base URL."""
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off"))
+        secure = dataclasses.replace(self.settings, portal=dataclasses.replace(self.settings.portal, cookie_secure=True))
+        server = uvicorn.Server(uvicorn.Config(create_app(secure, self.gm.factory), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10

@@ -162,7 +162,7 @@ def test_doctor_on_a_healthy_installation(gm: Govmail):
     result = gm.cli("--format", "json", "doctor")
     checks = {c["check"]: c["status"] for c in json.loads(result.stdout)}
     assert checks == {"configuration": "ok", "database": "ok", "embedded slapd": "ok", "directory": "ok", "outbox": "ok",
-                      "usage rollup": "ok"}
+                      "usage rollup": "ok", "portal": "ok"}
     assert result.exit_code == 0
 
 

@@ -191,3 +191,18 @@ def test_portal_run_serves_the_sign_in_page(pw: PortalWorld) -> None:
         server.terminate()
         output = server.communicate(timeout=10)[0].decode()
     assert server.returncode in (0, -15), output  # uvicorn re-raises SIGTERM once it has shut down
+
+
+def test_doctor_checks_the_portal_key_and_administrators(pw: PortalWorld) -> None:
+    def portal_check() -> dict[str, str]:
+        rows = json.loads(pw.gm.cli("--format", "json", "doctor").stdout)
+        return [r for r in rows if r["check"] == "portal"][0]
+
+    assert portal_check()["status"] == "ok"
+    assert pw.gm.cli("portal", "revoke", pw.people["province"].address).exit_code == 0
+    assert portal_check() == {"check": "portal", "status": "warn", "detail": "no province administrator",
+                              "fix": "govmail portal grant ADDRESS"}
+    key = pw.settings.path(pw.settings.portal.secret_key_file)
+    key.rename(key.with_name("moved"))
+    check = portal_check()
+    assert check["status"] == "fail" and "cannot be read" in check["detail"] and "backup" in check["fix"]
