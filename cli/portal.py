@@ -7,7 +7,8 @@ import os
 import click
 
 from cli.app import App
-from provisioning import notify, roles, secretbox
+from provisioning import notify, roles, secretbox, signin
+from provisioning.accounts import get_account
 from provisioning.roles import Principal
 
 
@@ -117,6 +118,24 @@ def token(app: App, agency: str, name: str) -> None:
     with app.unit() as session:
         made, secret = roles.create_token(session, _province(app), agency, name)
         row = {"id": made.id, "name": made.name, "agency": made.agency.code, "token": secret}
+    app.emit(row)
+
+
+@portal.command("reset-totp")
+@click.argument("address")
+@click.pass_obj
+def reset_totp(app: App, address: str) -> None:
+    """Remove an official's two-step verification (a lost phone) and end their sessions; an
+    administrator enrols again at the next sign-in. Check who is asking before you run it.
+
+    \b
+    Example:
+      govmail portal reset-totp lamnt@vinhphuc.gov.vn
+    """
+    with app.unit() as session:
+        account = get_account(session, address)
+        signin.remove_totp(session, app.actor, account.id, reset=True)
+        row = {"address": account.address, "totp": "removed"}
     app.emit(row)
 
 

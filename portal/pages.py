@@ -139,10 +139,10 @@ def request_list(status: str = "", page: int = Query(1, ge=1, le=100000), ctx: C
 
 @router.get("/requests/new", response_class=HTMLResponse)
 def new_request(agency: str = "", ctx: Ctx = Depends(signed_in)) -> Response:
-    tops = _top_agencies(ctx)
-    if not tops:
+    administered = _administered(ctx)
+    if not administered:
         raise NotFound("page", "/requests/new")
-    return ctx.render("request_new.html", agencies=_administered(ctx), agency=agency, error=None, values={})
+    return ctx.render("request_new.html", agencies=administered, agency=agency, error=None, values={})
 
 
 def _administered(ctx: Ctx) -> list[Agency]:
@@ -206,7 +206,7 @@ def request_detail(request_id: int, ctx: Ctx = Depends(signed_in)) -> Response:
 
 
 @router.post("/requests/{request_id}/approve")
-def approve(request_id: int, background: BackgroundTasks, csrf: str = Form(""), ctx: Ctx = Depends(signed_in)) -> Response:
+def approve(request_id: int, csrf: str = Form(""), ctx: Ctx = Depends(signed_in)) -> Response:
     ctx.check_csrf(csrf)
     requests.approve(ctx.s, ctx.portal.settings, ctx.portal.box, ctx.principal, request_id)
     ctx.s.commit()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -192,7 +192,9 @@ def principal_for_token(session: Session, secret: str, client: str | None = None
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(secret)))
     if token is None or token.revoked_at is not None or token.agency.status != "active":
         return None
-    token.last_used_at = now or utcnow()
+    now = now or utcnow()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(seconds=60):  # not a write per call
+        token.last_used_at = now
     return Principal(name=f"token:{token.name}", source="api", token_id=token.id,
                      agencies=frozenset(subtree_ids(session, token.agency)), client=client)
 

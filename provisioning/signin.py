@@ -264,15 +264,18 @@ def recovery_codes_left(session: Session, account_id: str) -> int:
         RecoveryCode.account_id == account_id, RecoveryCode.used_at.is_(None))) or 0
 
 
-def remove_totp(session: Session, actor: Actor, account_id: str) -> None:
+def remove_totp(session: Session, actor: Actor, account_id: str, reset: bool = False) -> None:
     """Turn TOTP off for an official: deletes the credential (confirmed or pending) and the
     recovery codes. Audited as ``account.totp_remove``.
 
+    ``reset``: the IT department's reset for a lost phone, allowed for administrators too; it also
+    ends the account's sessions, and an administrator enrols again at the next sign-in.
+
     :raises NotFound: no such account. :raises Conflict: the account is an administrator (they must
-    keep TOTP), or has no TOTP.
+    keep TOTP) and this is not a reset, or it has no TOTP.
     """
     account = _account(session, account_id)
-    if roles.is_admin(session, account_id):
+    if not reset and roles.is_admin(session, account_id):
         raise Conflict(f"{account.address} is an administrator; administrators must keep TOTP")
     credential = _credential(session, account_id)
     if credential is None:
@@ -280,8 +283,10 @@ def remove_totp(session: Session, actor: Actor, account_id: str) -> None:
     confirmed = credential.confirmed_at is not None
     session.delete(credential)
     session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account_id))
-    audit.record(session, actor, "account.totp_remove", "account", account.id, account.address,
-                 {"totp": confirmed}, {"totp": False})
+    if reset:
+        close_other_sessions(session, account_id, None)
+    audit.record(session, actor, "account.totp_reset" if reset else "account.totp_remove", "account", account.id,
+                 account.address, {"totp": confirmed}, {"totp": False})
     session.flush()
 
 

@@ -172,6 +172,19 @@ def test_portal_commands(pw: PortalWorld) -> None:
     assert gm.cli("portal", "grant", "nobody@vinhphuc.gov.vn").exit_code == 1
 
 
+def test_a_lost_phone_is_reset_and_the_administrator_enrols_again(pw: PortalWorld) -> None:
+    admin = pw.client("admin_a")
+    assert admin.get("/requests").status_code == 200
+    assert pw.gm.cli("portal", "reset-totp", pw.people["admin_a"].address).exit_code == 0
+    assert admin.get("/requests").headers["location"].startswith("/login")  # sessions ended
+    page = admin.get("/login")
+    response = admin.post("/login", data={"login": pw.people["admin_a"].address,
+                                          "password": pw.people["admin_a"].password, "csrf": csrf_of(page.text)})
+    assert response.headers["location"] == "/enrol"
+    again = pw.gm.cli("portal", "reset-totp", pw.people["admin_a"].address)
+    assert again.exit_code == 1 and "no TOTP" in again.output
+
+
 def test_portal_run_serves_the_sign_in_page(pw: PortalWorld) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "cli", "--config", str(pw.gm.config_file), "portal", "run",
