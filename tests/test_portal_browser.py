@@ -29,7 +29,7 @@ STAFF = ("Họ và tên,Chức vụ,Mã cán bộ,Điện thoại\n"
          "Đặng Thị Ngọc Ánh,Chuyên viên,H62-001503,\n")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API holds an event loop on this thread
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:  # fail loudly: a skipped real-browser test is a failed test
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (./setup.sh test does)")
