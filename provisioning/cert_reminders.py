@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from provisioning import audit, trust
 from provisioning.audit import Actor
 from provisioning.config import Settings
-from provisioning.models import Account, Agency, Certificate, ReminderSent, utcnow
+from provisioning.models import Account, Agency, Certificate, PortalRole, ReminderSent, utcnow
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,24 @@ def _agency_mailboxes(session: Session, agency: Agency) -> list[str]:
         .order_by(Account.local_part)))
 
 
+def _agency_admins(session: Session, agency: Agency) -> list[str]:
+    """The active administrators of ``agency`` or of an agency above it (portal roles)."""
+    ids, current = [], agency
+    while current is not None and current.id not in ids:
+        ids.append(current.id)
+        current = current.parent
+    rows = session.scalars(select(Account).join(PortalRole, PortalRole.account_id == Account.id).where(
+        PortalRole.role == "agency_admin", PortalRole.agency_id.in_(ids), Account.status == "active"))
+    return sorted({a.address for a in rows})
+
+
 def _recipients(session: Session, settings: Settings, cert: Certificate) -> tuple[str, ...]:
     found: list[str] = []
-    if cert.account is not None:
-        if cert.account.status == "active":
-            found.append(cert.account.address)
-        found += _agency_mailboxes(session, cert.account.agency)
-    elif cert.agency is not None:
-        found += _agency_mailboxes(session, cert.agency)
+    agency = cert.account.agency if cert.account is not None else cert.agency
+    if cert.account is not None and cert.account.status == "active":
+        found.append(cert.account.address)
+    if agency is not None:
+        found += _agency_mailboxes(session, agency) + _agency_admins(session, agency)
     found += settings.certificates.reminder_cc
     return tuple(dict.fromkeys(a.lower() for a in found))
 

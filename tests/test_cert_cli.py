@@ -166,19 +166,22 @@ def test_remind_once_per_window_through_a_real_smtp_server(cg: Govmail, pki: Pki
     later = pki.issue(cn="Trần Văn Đức", not_after=now() + timedelta(days=200))
     assert g.cli("cert", "bind", str(pki.write("soon.pem", [soon])), "--account", "lamnt").exit_code == 0
     assert g.cli("cert", "bind", str(pki.write("later.pem", [later])), "--account", "ductv").exit_code == 0
+    assert g.cli("portal", "grant", "ductv", "--agency", SKHDT).exit_code == 0  # the agency's administrator
     dry = run(g, "cert", "remind", "--dry-run")
     assert dry.exit_code == 0, dry.output
     planned = json.loads(dry.stdout)
     assert [(r["holder"], r["window"], r["days_left"], r["result"]) for r in planned] == [
         ("lamnt@vinhphuc.gov.vn", 14, 10, "would send")]
-    assert planned[0]["recipients"] == ["lamnt@vinhphuc.gov.vn", "vanthu@vinhphuc.gov.vn", "cntt@vinhphuc.gov.vn"]
+    assert planned[0]["recipients"] == ["lamnt@vinhphuc.gov.vn", "vanthu@vinhphuc.gov.vn", "ductv@vinhphuc.gov.vn",
+                                        "cntt@vinhphuc.gov.vn"]
     assert relay.messages == []
     sent = run(g, "cert", "remind")
     assert sent.exit_code == 0, sent.output
     assert [r["result"] for r in json.loads(sent.stdout)] == ["sent"]
     [(sender, recipients, content)] = relay.messages
     assert sender == "govmail@vinhphuc.gov.vn"
-    assert sorted(recipients) == ["cntt@vinhphuc.gov.vn", "lamnt@vinhphuc.gov.vn", "vanthu@vinhphuc.gov.vn"]
+    assert sorted(recipients) == ["cntt@vinhphuc.gov.vn", "ductv@vinhphuc.gov.vn", "lamnt@vinhphuc.gov.vn",
+                                  "vanthu@vinhphuc.gov.vn"]
     mail = message_from_bytes(content)
     assert mail["Auto-Submitted"] == "auto-generated"
     assert str(make_header(decode_header(mail["Subject"]))) == (
