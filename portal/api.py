@@ -45,7 +45,7 @@ class Api:
 
 def api(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Iterator[Api]:
     portal = portal_of(request)
-    with portal.factory() as s:
+    with portal.session() as s:
         principal = roles.principal_for_token(s, credentials.credentials, client_of(request)) if credentials else None
         if principal is None:
             raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
@@ -170,8 +170,9 @@ Code = Path(..., max_length=32, description="Agency code, e.g. 000.00.15.H62")
 
 
 @router.get("/agencies/{code}", response_model=Overview, summary="An agency's figures")
-def get_agency(code: str = Code, a: Api = Depends(api)) -> Any:
-    return overview.agency_overview(a.s, roles.agency_in_scope(a.s, a.principal, code))
+def get_agency(request: Request, code: str = Code, a: Api = Depends(api)) -> Any:
+    return overview.agency_overview(a.s, roles.agency_in_scope(a.s, a.principal, code),
+                                    cache=portal_of(request).usage_cache)
 
 
 @router.get("/agencies/{code}/accounts", response_model=AccountPage, summary="Search an agency's accounts")

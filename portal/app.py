@@ -8,7 +8,10 @@ response has gone out.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import contextmanager
+from typing import Iterator
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -59,6 +62,20 @@ class Portal:
     box: secretbox.SecretBox
     directory: Directory
     templates: Jinja2Templates
+    usage_cache: dict[str, tuple[float, int]] = field(default_factory=dict)  # see overview.agency_overview
+    # SQLite has one writer at a time and every govmail transaction takes the write lock at BEGIN:
+    # requests queue here, in order, instead of polling SQLite's busy handler (which starves some).
+    sqlite_lock: threading.Lock | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A database session for one request (on SQLite, one request at a time)."""
+        if self.sqlite_lock is None:
+            with self.factory() as session:
+                yield session
+            return
+        with self.sqlite_lock, self.factory() as session:
+            yield session
 
     def after_change(self) -> None:
         """Publish queued directory changes and send queued notifications (never raises)."""
@@ -89,7 +106,8 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None)
         factory = session_factory(make_engine(db.url, db.echo, db.lock_timeout))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["languages"] = i18n.LANGUAGES
-    portal = Portal(settings, factory, secretbox.load(settings), Directory(settings.directory), templates)
+    portal = Portal(settings, factory, secretbox.load(settings), Directory(settings.directory), templates,
+                    sqlite_lock=threading.Lock() if factory.kw["bind"].dialect.name == "sqlite" else None)
 
     app = FastAPI(
         title="govmail API", version="1",

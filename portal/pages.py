@@ -86,7 +86,8 @@ def remove_totp(csrf: str = Form(""), ctx: Ctx = Depends(signed_in)) -> Response
 @router.get("/agencies/{code}", response_class=HTMLResponse)
 def agency(code: str, ctx: Ctx = Depends(signed_in)) -> Response:
     found = roles.agency_in_scope(ctx.s, ctx.principal, code)
-    return ctx.render("agency.html", agency=found, o=overview.agency_overview(ctx.s, found), tab="overview")
+    return ctx.render("agency.html", agency=found, o=overview.agency_overview(ctx.s, found, cache=ctx.portal.usage_cache),
+                      tab="overview")
 
 
 @router.get("/agencies/{code}/accounts", response_class=HTMLResponse)

@@ -25,7 +25,7 @@ def portal_of(request: Request) -> Portal:
 
 def db(request: Request) -> Iterator[Session]:
     """One session per request; handlers commit what they change."""
-    with portal_of(request).factory() as session:
+    with portal_of(request).session() as session:
         yield session
 
 

@@ -5,9 +5,10 @@ Both read only indexed columns, so they stay fast with tens of thousands of acco
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, MutableMapping
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -19,28 +20,47 @@ from provisioning.models import Account, Agency, Certificate, UsageDaily, utcnow
 
 RECENT_DAYS = 30
 EXPIRING_DAYS = 30
+USAGE_CACHE_SECONDS = 300  # the 30-day usage figure reads a month of rollup rows; it moves slowly
 
 
-def agency_overview(session: Session, agency: Agency, now: datetime | None = None) -> dict[str, Any]:
-    """Figures for ``agency`` and the agencies below it: accounts by status, the share of active
-    personal accounts used in the last 30 days (from the usage rollup), and certificates expiring
-    within 30 days."""
-    now = now or utcnow()
+def _in_agencies(session: Session, agency: Agency) -> list[Any]:
+    """The filter for accounts of ``agency`` and those below it: none when that is every agency."""
     ids = subtree_ids(session, agency)
-    by_status = dict(session.execute(
-        select(Account.status, func.count()).where(Account.agency_id.in_(ids)).group_by(Account.status)).all())
-    active_personal = session.scalar(select(func.count()).select_from(Account).where(
-        Account.agency_id.in_(ids), Account.status == "active", Account.kind == "personal")) or 0
-    since: date = (now - timedelta(days=RECENT_DAYS)).date()
-    used = session.scalar(
+    everything = session.scalar(select(func.count()).select_from(Agency)) or 0
+    return [] if len(ids) >= everything else [Account.agency_id.in_(ids)]
+
+
+def _used_recently(session: Session, scope: list[Any], since: date) -> int:
+    return session.scalar(
         select(func.count(func.distinct(UsageDaily.account_id)))
         .join(Account, Account.id == UsageDaily.account_id)
-        .where(UsageDaily.day >= since, Account.agency_id.in_(ids), Account.status == "active",
-               Account.kind == "personal")) or 0
+        .where(UsageDaily.day >= since, *scope, Account.status == "active", Account.kind == "personal")) or 0
+
+
+def agency_overview(session: Session, agency: Agency, now: datetime | None = None,
+                    cache: MutableMapping[str, tuple[float, int]] | None = None) -> dict[str, Any]:
+    """Figures for ``agency`` and the agencies below it: accounts by status, the share of active
+    personal accounts used in the last 30 days (from the usage rollup), and certificates expiring
+    within 30 days. With ``cache`` (a dict kept by the caller), the usage count is reused for up to
+    five minutes; every other figure is read afresh."""
+    now = now or utcnow()
+    scope = _in_agencies(session, agency)
+    by_status = dict(session.execute(
+        select(Account.status, func.count()).where(*scope).group_by(Account.status)).all())
+    active_personal = session.scalar(select(func.count()).select_from(Account).where(
+        *scope, Account.status == "active", Account.kind == "personal")) or 0
+    since: date = (now - timedelta(days=RECENT_DAYS)).date()
+    key, clock = f"{agency.id}:{since}", time.monotonic()
+    if cache is not None and key in cache and cache[key][0] > clock:
+        used = cache[key][1]
+    else:
+        used = _used_recently(session, scope, since)
+        if cache is not None:
+            cache[key] = (clock + USAGE_CACHE_SECONDS, used)
     expiring = list(session.execute(
         select(Certificate.not_after, Certificate.subject, Account.local_part, Account.domain)
         .join(Account, Account.id == Certificate.account_id)
-        .where(Account.agency_id.in_(ids), Certificate.unbound_at.is_(None), Certificate.status == "valid",
+        .where(*scope, Certificate.unbound_at.is_(None), Certificate.status == "valid",
                Certificate.not_after <= now + timedelta(days=EXPIRING_DAYS))
         .order_by(Certificate.not_after).limit(50)).all())
     children = list(session.scalars(select(Agency).where(Agency.parent_id == agency.id).order_by(Agency.code)))
@@ -85,7 +105,7 @@ def search_accounts(
         raise InvalidInput("page", page, "must be 1 or more")
     if not 1 <= per_page <= 200:
         raise InvalidInput("per_page", per_page, "must be between 1 and 200")
-    where = [Account.agency_id.in_(subtree_ids(session, agency))]
+    where = _in_agencies(session, agency)
     if status:
         where.append(Account.status == status)
     text = q.strip().lower()[:100]
