@@ -7,7 +7,7 @@ verification). An object outside the token's agencies is 404, as one that does n
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterator, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from portal.web import client_of, portal_of
+from portal.web import client_of, db, portal_of
 from provisioning import overview, requests, roles
 from provisioning.models import Account
 
@@ -43,14 +43,13 @@ class Api:
         self.s, self.principal = s, principal
 
 
-def api(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Iterator[Api]:
-    portal = portal_of(request)
-    with portal.session() as s:
-        principal = roles.principal_for_token(s, credentials.credentials, client_of(request)) if credentials else None
-        if principal is None:
-            raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-        s.commit()  # last_used_at
-        yield Api(s, principal)
+def api(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        s: Session = Depends(db)) -> Api:
+    principal = roles.principal_for_token(s, credentials.credentials, client_of(request)) if credentials else None
+    if principal is None:
+        raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    s.commit()  # last_used_at
+    return Api(s, principal)
 
 
 class AccountOut(BaseModel):

@@ -8,9 +8,9 @@ response has gone out.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Iterator
-import threading
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,17 +65,19 @@ class Portal:
     usage_cache: dict[str, tuple[float, int]] = field(default_factory=dict)  # see overview.agency_overview
     # SQLite has one writer at a time and every govmail transaction takes the write lock at BEGIN:
     # requests queue here, in order, instead of polling SQLite's busy handler (which starves some).
-    sqlite_lock: threading.Lock | None = None
+    # An asyncio lock: waiting must not hold one of the threads the request itself needs.
+    sqlite_lock: asyncio.Lock | None = None
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
         """A database session for one request (on SQLite, one request at a time)."""
         if self.sqlite_lock is None:
             with self.factory() as session:
                 yield session
             return
-        with self.sqlite_lock, self.factory() as session:
-            yield session
+        async with self.sqlite_lock:
+            with self.factory() as session:
+                yield session
 
     def after_change(self) -> None:
         """Publish queued directory changes and send queued notifications (never raises)."""
@@ -107,7 +109,7 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["languages"] = i18n.LANGUAGES
     portal = Portal(settings, factory, secretbox.load(settings), Directory(settings.directory), templates,
-                    sqlite_lock=threading.Lock() if factory.kw["bind"].dialect.name == "sqlite" else None)
+                    sqlite_lock=asyncio.Lock() if factory.kw["bind"].dialect.name == "sqlite" else None)
 
     app = FastAPI(
         title="govmail API", version="1",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -23,9 +23,9 @@ def portal_of(request: Request) -> Portal:
     return request.app.state.portal
 
 
-def db(request: Request) -> Iterator[Session]:
+async def db(request: Request) -> AsyncIterator[Session]:
     """One session per request; handlers commit what they change."""
-    with portal_of(request).session() as session:
+    async with portal_of(request).session() as session:
         yield session
 
 
