@@ -717,13 +717,7 @@ def main() -> None:
         schema = f"bench_usage_{uuid.uuid4().hex[:10]}"
         admin = None
         try:
-            if db == "sqlite":
-                url = f"sqlite:///{work / 'govmail.db'}"
-            else:
-                admin = create_engine(opts.pg_url)
-                with admin.begin() as conn:
-                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-                url = f"{opts.pg_url}{'&' if '?' in opts.pg_url else '?'}options=-csearch_path%3D{schema}"
+            url, admin = scratch_database(db, work, opts.pg_url, schema)
             results[db] = run_database(db, url, plan, period, opts, extra_periods)
             if db == "sqlite":
                 size = sum(f.stat().st_size for f in work.iterdir())  # type: ignore[union-attr]
@@ -753,6 +747,17 @@ def main() -> None:
         say(f"{db}: province total: eligible {t['eligible']:,}, regular {t['regular']:,}, "
             f"regular_pct {t['regular_pct']}%")
     say(f"total wall time: {(time.perf_counter() - started) / 60:.1f} min")
+
+
+def scratch_database(db: str, work: Path | None, pg_url: str, schema: str) -> tuple[str, Any]:
+    """(URL, admin engine or None): a SQLite file in ``work``, or a new schema ``schema`` on ``pg_url``
+    (the caller drops it with the admin engine)."""
+    if db == "sqlite":
+        return f"sqlite:///{work / 'govmail.db'}", None  # type: ignore[operator]
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    return f"{pg_url}{'&' if '?' in pg_url else '?'}options=-csearch_path%3D{schema}", admin
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def signed_in(request: Request, s: Session = Depends(db)) -> Ctx:
     portal = portal_of(request)
     cookie = request.cookies.get(signin.SESSION_COOKIE)
     ps = signin.load_session(s, portal.settings, cookie)
-    s.commit()
+    if ps is None or s.is_modified(ps):
+        s.commit()  # an ended session's row is gone, or last_seen_at moved
     if ps is None or cookie is None:
         raise Redirect("/login?expired=1" if cookie else "/login")
     if ps.stage == "totp":
