@@ -7,14 +7,16 @@ response has gone out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -147,13 +149,20 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        messages = {401: "a valid API token is required: Authorization: Bearer <token>", 404: "Not found.",
-                    405: "method not allowed"}
-        response = failure(request, exc.status_code, str(exc.detail) if exc.status_code == 401 else "http_error",
-                           messages.get(exc.status_code, str(exc.detail)))
+        messages = {401: ("unauthorized", "a valid API token is required: Authorization: Bearer <token>"),
+                    404: ("not_found", "Not found."), 405: ("method_not_allowed", "method not allowed")}
+        code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
+        response = failure(request, exc.status_code, code, message)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)  # 422, as documented
+        fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
+        return error_page(request, 400, "Not a valid value: {fields}.", fields=fields)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
@@ -175,11 +184,13 @@ def failure(request: Request, status: int, code: str, message: str) -> Response:
     return error_page(request, status, message)
 
 
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str, **values: object) -> HTMLResponse:
+    """``message`` in the visitor's language when it is interface text (``{name}`` filled from ``values``)."""
     portal: Portal = request.app.state.portal
     lang = i18n.language(request)
     return portal.templates.TemplateResponse(request, "error.html", {
-        "_": i18n.translator(lang), "lang": lang, "status": status, "message": message, "me": None,
+        "_": i18n.translator(lang), "lang": lang, "status": status, "message": message, "values": values,
+        "me": None,
     }, status_code=status)
 
 

@@ -49,6 +49,7 @@ VI: dict[str, str] = {
     "Error": "Lỗi",
     "Back": "Quay lại",
     "Not found.": "Không tìm thấy.",
+    "Not a valid value: {fields}.": "Giá trị không hợp lệ: {fields}.",
     "This form has expired or did not come from this portal. Go back, reload the page and try again.":
         "Biểu mẫu đã hết hạn hoặc không xuất phát từ cổng này. Hãy quay lại, tải lại trang và thử lại.",
     # sign-in

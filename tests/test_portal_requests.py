@@ -219,3 +219,16 @@ def test_doctor_checks_the_portal_key_and_administrators(pw: PortalWorld) -> Non
     key.rename(key.with_name("moved"))
     check = portal_check()
     assert check["status"] == "fail" and "cannot be read" in check["detail"] and "backup" in check["fix"]
+
+
+def test_bad_parameters_and_unknown_paths(pw: PortalWorld) -> None:
+    admin = pw.client("admin_a")
+    page = admin.get(f"/agencies/{A}/accounts?page=abc")
+    assert page.status_code == 400 and "Giá trị không hợp lệ: page." in page.text
+    assert admin.get(f"/agencies/{A}/accounts?status=deleted&lang=en").status_code == 400
+    assert admin.get("/nowhere").status_code == 404
+    api = pw.client().get("/api/v1/nowhere")
+    assert api.status_code == 404 and api.json() == {"error": "not_found", "message": "Not found."}
+    bad = pw.client().get(f"/api/v1/agencies/{A}/accounts?page=0",
+                          headers={"Authorization": f"Bearer {token_for(pw, 'admin_a', A)}"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "page"]
