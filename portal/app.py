@@ -110,6 +110,7 @@ def create_app(settings: Settings, factory: sessionmaker[Session] | None = None)
         factory = session_factory(make_engine(db.url, db.echo, db.lock_timeout))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["languages"] = i18n.LANGUAGES
+    templates.env.auto_reload = False  # templates ship with the code: no stat() of every file per page
     portal = Portal(settings, factory, secretbox.load(settings), Directory(settings.directory), templates,
                     sqlite_lock=asyncio.Lock() if factory.kw["bind"].dialect.name == "sqlite" else None)
 
