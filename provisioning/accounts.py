@@ -81,6 +81,8 @@ def get_account(session: Session, address: str) -> Account:
     :raises NotFound: no such account.
     """
     key = address.strip().lower()
+    if not key.isprintable():  # no address holds a control character (and PostgreSQL text cannot hold NUL)
+        raise NotFound("account", address, "see: govmail account list --agency CODE")
     if "@" in key:
         local, domain = key.split("@", 1)
         account = session.scalar(select(Account).where(Account.local_part == local, Account.domain == domain))

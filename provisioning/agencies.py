@@ -69,7 +69,8 @@ def get_agency(session: Session, code: str) -> Agency:
 
     :raises NotFound: no such agency (the message says how to list them).
     """
-    agency = session.scalar(select(Agency).where(Agency.code == code.strip().upper()))
+    key = code.strip().upper()
+    agency = session.scalar(select(Agency).where(Agency.code == key)) if key.isprintable() else None
     if agency is None:
         raise NotFound("agency", code, "see: govmail agency list")
     return agency

@@ -103,6 +103,8 @@ def search_accounts(
         raise InvalidInput("status", status, "is not an account status", f"use one of: {', '.join(STATUSES)}")
     if page < 1:
         raise InvalidInput("page", page, "must be 1 or more")
+    if not q.isprintable():
+        raise InvalidInput("q", None, "contains control characters", "type letters, digits or an address")
     if not 1 <= per_page <= 200:
         raise InvalidInput("per_page", per_page, "must be between 1 and 200")
     where = _in_agencies(session, agency)

@@ -424,6 +424,8 @@ def reject(session: Session, settings: Settings, principal: Principal, request_i
         raise InvalidInput("reason", None, "is required", "tell the requester why, so they can correct it")
     if len(text) > MAX_REASON:
         raise InvalidInput("reason", text[:40], f"is longer than {MAX_REASON} characters")
+    if any(unicodedata.category(c) == "Cc" and c not in "\r\n\t" for c in text):
+        raise InvalidInput("reason", None, "contains control characters", "write plain text")
     req = _pending(session, request_id)
     req.status, req.reason = "rejected", text
     req.decided_by, req.decided_at = principal.name, now or utcnow()

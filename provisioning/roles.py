@@ -153,8 +153,8 @@ def create_token(session: Session, principal: Principal, agency_code: str, name:
     :raises Forbidden: the principal does not administer it.
     """
     name = name.strip()
-    if not name or len(name) > 128:
-        raise InvalidInput("name", name[:40], "must be 1 to 128 characters", "e.g. 'HR system'")
+    if not name or len(name) > 128 or not name.isprintable():
+        raise InvalidInput("name", None, "must be 1 to 128 printable characters", "e.g. 'HR system'")
     agency = get_agency(session, agency_code)
     principal.require_agency(agency.id)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -82,7 +82,8 @@ def check_password(session: Session, settings: Settings, login: str, password: s
         account: Account | None = accounts.get_account(session, login)
     except NotFound:
         account = None
-    account_key = f"portal:account:{account.id}" if account else f"portal:login:{login.strip().lower()[:200]}"
+    typed = "".join(c if c.isprintable() else "?" for c in login.strip().lower()[:200])  # PostgreSQL text: no NUL
+    account_key = f"portal:account:{account.id}" if account else f"portal:login:{typed}"
     limits = _limits(settings, account_key, client)
     window = settings.portal.signin_failure_window
     if throttle.blocked(session, limits, window, now):

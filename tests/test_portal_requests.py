@@ -232,3 +232,23 @@ def test_bad_parameters_and_unknown_paths(pw: PortalWorld) -> None:
     bad = pw.client().get(f"/api/v1/agencies/{A}/accounts?page=0",
                           headers={"Authorization": f"Bearer {token_for(pw, 'admin_a', A)}"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "page"]
+
+
+def test_control_characters_are_refused_not_crashed_on(pw: PortalWorld) -> None:
+    """schemathesis found that a NUL reached PostgreSQL (whose text cannot hold one): a 500."""
+    anonymous = pw.client()
+    page = anonymous.get("/login")
+    response = anonymous.post("/login", data={"login": "lam\x00nt", "password": "x", "csrf": csrf_of(page.text)})
+    assert response.status_code == 401
+    admin = pw.client("admin_a")
+    assert admin.get(f"/agencies/{A}/accounts?q=a%00b").status_code == 400
+    assert admin.get("/accounts/lam%00nt").status_code == 404
+    assert admin.get("/agencies/000.00.15%00").status_code == 404
+    headers = {"Authorization": f"Bearer {token_for(pw, 'admin_a', A)}"}
+    api = pw.client()
+    assert api.post("/api/v1/requests", headers=headers, json={"kind": "suspend", "address": "\x00"}).status_code == 404
+    made = api.post("/api/v1/requests", headers=headers, json={"kind": "retire", "address": pw.people["official_a"].address})
+    province = pw.client("province")
+    rejected = province.post(f"/requests/{made.json()['id']}/reject",
+                             data={"reason": "không\x00", "csrf": pw.csrf(province)})
+    assert rejected.status_code == 400
