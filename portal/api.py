@@ -48,7 +48,8 @@ def api(request: Request, credentials: HTTPAuthorizationCredentials | None = Dep
     principal = roles.principal_for_token(s, credentials.credentials, client_of(request)) if credentials else None
     if principal is None:
         raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-    s.commit()  # last_used_at
+    if s.dirty:
+        s.commit()  # last_used_at moved (at most once a minute)
     return Api(s, principal)
 
 

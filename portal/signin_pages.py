@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from portal.app import CsrfRefused, Redirect
-from portal.web import Ctx, client_of, db, portal_of, render, set_session_cookie, signed_in
+from portal.web import Ctx, client_of, db, live_session, portal_of, render, set_session_cookie, signed_in
 from provisioning import signin
 from provisioning.errors import Conflict, InvalidInput
+from provisioning.models import PortalSession
 
 router = APIRouter(include_in_schema=False)
 LOGIN_CSRF = "govmail_login_csrf"
@@ -62,38 +63,33 @@ def login(request: Request, login: str = Form(""), password: str = Form(""), csr
     return response
 
 
-def _pending(request: Request, s: Session) -> tuple[str, object]:
-    """The cookie and session row of a sign-in waiting for its code. :raises Redirect: none."""
-    cookie = request.cookies.get(signin.SESSION_COOKIE)
-    ps = signin.load_session(s, portal_of(request).settings, cookie)
-    s.commit()
-    if ps is None or cookie is None:
-        raise Redirect("/login?expired=1" if cookie else "/login")
+def _pending(request: Request, s: Session) -> PortalSession:
+    """The session of a sign-in waiting for its code. :raises Redirect: none."""
+    _, ps = live_session(request, s)
     if ps.stage != "totp":
         raise Redirect("/")
-    return cookie, ps
+    return ps
 
 
 @router.get("/login/totp")
 def totp_form(request: Request, s: Session = Depends(db)) -> HTMLResponse:
-    _, ps = _pending(request, s)
-    return render(request, "totp.html", {"csrf": ps.csrf, "error": None})  # type: ignore[attr-defined]
+    ps = _pending(request, s)
+    return render(request, "totp.html", {"csrf": ps.csrf, "error": None})
 
 
 @router.post("/login/totp")
 def totp(request: Request, code: str = Form(""), csrf: str = Form(""), s: Session = Depends(db)) -> Response:
     portal = portal_of(request)
-    _, ps = _pending(request, s)
-    if not signin.csrf_ok(ps, csrf):  # type: ignore[arg-type]
+    ps = _pending(request, s)
+    if not signin.csrf_ok(ps, csrf):
         raise CsrfRefused()
-    result = signin.verify_second_factor(s, portal.settings, portal.box, ps.account_id, code[:64],  # type: ignore[attr-defined]
-                                         client_of(request))
+    result = signin.verify_second_factor(s, portal.settings, portal.box, ps.account_id, code[:64], client_of(request))
     if result.status != "ok":
         s.commit()
         error = "locked" if result.status == "locked" else "wrong"
-        return render(request, "totp.html", {"csrf": ps.csrf, "error": error,  # type: ignore[attr-defined]
-                                             "minutes": _locked_minutes(request)}, 429 if error == "locked" else 401)
-    cookie = signin.advance(s, portal.settings, ps, "full")  # type: ignore[arg-type]
+        return render(request, "totp.html", {"csrf": ps.csrf, "error": error, "minutes": _locked_minutes(request)},
+                      429 if error == "locked" else 401)
+    cookie = signin.advance(s, portal.settings, ps, "full")
     s.commit()
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(portal, response, cookie)

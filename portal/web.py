@@ -79,19 +79,27 @@ class Ctx:
                                            "csrf": self.ps.csrf, **values}, http_status)
 
 
+def live_session(request: Request, s: Session) -> tuple[str, PortalSession]:
+    """The request's cookie and its live session row (at any sign-in stage).
+
+    :raises Redirect: no session, or one that has ended (to /login).
+    """
+    cookie = request.cookies.get(signin.SESSION_COOKIE)
+    ps = signin.load_session(s, portal_of(request).settings, cookie)
+    if ps is None or s.is_modified(ps):
+        s.commit()  # an ended session's row is gone, or last_seen_at moved
+    if ps is None or cookie is None:
+        raise Redirect("/login?expired=1" if cookie else "/login")
+    return cookie, ps
+
+
 def signed_in(request: Request, s: Session = Depends(db)) -> Ctx:
     """The signed-in person, or a redirect to the step of sign-in they are at.
 
     :raises Redirect: not signed in (to /login), code pending (/login/totp), administrator without
         TOTP (/enrol), or an initial password still to change (/me).
     """
-    portal = portal_of(request)
-    cookie = request.cookies.get(signin.SESSION_COOKIE)
-    ps = signin.load_session(s, portal.settings, cookie)
-    if ps is None or s.is_modified(ps):
-        s.commit()  # an ended session's row is gone, or last_seen_at moved
-    if ps is None or cookie is None:
-        raise Redirect("/login?expired=1" if cookie else "/login")
+    cookie, ps = live_session(request, s)
     if ps.stage == "totp":
         raise Redirect("/login/totp")
     if ps.stage == "enrol" and request.url.path != "/enrol":
@@ -100,4 +108,5 @@ def signed_in(request: Request, s: Session = Depends(db)) -> Ctx:
     assert account is not None  # load_session returns only sessions of active accounts
     if account.must_change_password and request.url.path not in FIRST_PASSWORD_PAGES + ("/enrol",):
         raise Redirect("/me")
-    return Ctx(request, s, portal, ps, cookie, account, principal_for_account(s, account, client_of(request)))
+    return Ctx(request, s, portal_of(request), ps, cookie, account,
+               principal_for_account(s, account, client_of(request)))

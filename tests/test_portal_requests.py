@@ -19,7 +19,6 @@ import pytest
 from directory.slapd import free_port
 from provisioning import passwords, roles
 from provisioning.accounts import get_account
-from provisioning.models import Notification
 from tests.gateway_fixtures import Downstream
 from tests.portal_fixtures import A, A1, PortalWorld, csrf_of
 
